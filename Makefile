@@ -1,0 +1,41 @@
+# The two commands of the README are `make dev` and `make test`; the rest are parts of them.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: venv dev test lint format stack-up stack-down migrate bench bench-quick clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+stack-up: venv
+	$(BIN)/dicom-pipeline stack up
+
+stack-down: venv
+	$(BIN)/dicom-pipeline stack down
+
+migrate: venv
+	$(BIN)/dicom-pipeline db upgrade
+
+test: venv
+	VENV=$(VENV) bash scripts/test.sh
+
+dev: venv
+	VENV=$(VENV) bash scripts/dev.sh
+
+clean: stack-down
+	rm -rf $(VENV) .stack

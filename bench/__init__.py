@@ -1,0 +1,1 @@
+"""Benchmarks of dicom-pipeline against the real stack."""

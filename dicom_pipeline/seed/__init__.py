@@ -1,0 +1,1 @@
+"""Synthetic, valid DICOM studies for demos, tests and benchmarks."""

@@ -1,0 +1,73 @@
+"""`dicom-pipeline seed`: plan studies, build them lazily and send them to Orthanc."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+from pydicom.dataset import Dataset
+
+from dicom_pipeline.seed.send import send_cstore, upload_rest
+from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
+from dicom_pipeline.settings import Settings
+
+
+@dataclass(frozen=True)
+class SeededStudy:
+    study_instance_uid: str
+    orthanc_id: str
+    modality: str
+    study_date: str
+    series: int
+    instances: int
+
+
+def orthanc_client(settings: Settings, timeout: float = 60.0) -> httpx.Client:
+    return httpx.Client(
+        base_url=settings.orthanc_url,
+        auth=(settings.orthanc_username, settings.orthanc_password.get_secret_value()),
+        timeout=timeout,
+        headers={"Accept-Encoding": "identity"},
+    )
+
+
+def seed_studies(
+    settings: Settings,
+    plan: SeedPlan,
+    via: Literal["rest", "cstore"] = "rest",
+    on_instance: Callable[[], None] | None = None,
+) -> list[SeededStudy]:
+    specs = plan_studies(plan)
+    seeded = []
+    with orthanc_client(settings) as client:
+        for spec in specs:
+            instances = _counting(build_instances(spec, plan.seed), on_instance)
+            if via == "rest":
+                upload_rest(client, instances)
+            else:
+                send_cstore("127.0.0.1", settings.orthanc_dicom_port, instances)
+            seeded.append(_describe(client, spec))
+    return seeded
+
+
+def _counting(instances: Iterator[Dataset], on_instance: Callable[[], None] | None) -> Iterator[Dataset]:
+    for ds in instances:
+        yield ds
+        if on_instance is not None:
+            on_instance()
+
+
+def _describe(client: httpx.Client, spec: StudySpec) -> SeededStudy:
+    response = client.post("/tools/lookup", content=spec.study_uid)
+    response.raise_for_status()
+    orthanc_id = next(item["ID"] for item in response.json() if item["Type"] == "Study")
+    return SeededStudy(
+        study_instance_uid=spec.study_uid,
+        orthanc_id=orthanc_id,
+        modality=spec.modality,
+        study_date=spec.study_date.isoformat(),
+        series=spec.series_count,
+        instances=spec.series_count * spec.instances_per_series,
+    )

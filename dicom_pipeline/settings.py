@@ -1,0 +1,90 @@
+"""One settings object for every setting of dicom-pipeline.
+
+Values come from environment variables prefixed ``DICOM_PIPELINE_``, then an optional
+``.env`` file, then the file the local stack writes (``.stack/stack.env``) so that a
+developer's tools find the stack's generated credentials without copying them around.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "DICOM_PIPELINE_"
+
+
+def stack_dir_from_env() -> Path:
+    """The local stack's folder; the only setting read before the settings object exists."""
+    return Path(os.environ.get(f"{ENV_PREFIX}STACK_DIR", ".stack")).resolve()
+
+
+class Settings(BaseSettings):
+    """Every setting of the pipeline, the webhook and the local stack."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        # Later files win: .env overrides what the stack generated.
+        env_file=(str(stack_dir_from_env() / "stack.env"), ".env"),
+        env_file_encoding="utf-8",
+    )
+
+    # Local stack (dev and tests).
+    stack_dir: Path = Field(default_factory=stack_dir_from_env)
+    orthanc_http_port: int = 18042
+    orthanc_dicom_port: int = 14242
+    orthanc_stable_age: int = 2
+    postgres_port: int = 15432
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    webhook_port: int = 18000
+    dagster_port: int = 13000
+
+    # Orthanc.
+    orthanc_url: str = "http://127.0.0.1:18042"
+    orthanc_username: str = "dicom-pipeline"
+    orthanc_password: SecretStr = SecretStr("")
+    orthanc_timeout_seconds: float = 30.0
+
+    # PostgreSQL: the pipeline's metadata, and Dagster's own instance storage.
+    database_url: SecretStr = SecretStr("postgresql+psycopg2://dicom_pipeline@127.0.0.1:15432/dicom_pipeline")
+    dagster_database_url: SecretStr | None = None
+
+    # Kafka.
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_topic: str = "dicom.metadata.v1"
+    kafka_dlq_topic: str = "dicom.metadata.dlq"
+    kafka_delivery_timeout_seconds: float = 30.0
+
+    # Raw DICOM storage: file:///absolute/path or s3://bucket/prefix.
+    storage_url: str = "file://" + str(Path(".stack/storage").resolve())
+    staging_dir: Path = Path(".stack/staging")
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+    # Ingestion.
+    download_concurrency: int = Field(default=4, ge=1, le=64)
+    event_phi_profile: Literal["full", "minimal"] = "full"
+    phi_hash_key: SecretStr = SecretStr("")
+
+    # Webhook.
+    webhook_url: str = "http://127.0.0.1:18000"
+    webhook_token: SecretStr = SecretStr("")
+    webhook_max_body_bytes: int = 4096
+
+    # Dagster (for the webhook's launcher and readiness check).
+    dagster_url: str = "http://127.0.0.1:13000"
+    dagster_location_name: str = "dicom_pipeline"
+
+    log_level: str = "INFO"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

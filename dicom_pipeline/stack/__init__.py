@@ -1,0 +1,1 @@
+"""The local real-services stack: Orthanc, PostgreSQL and Apache Kafka on loopback."""

@@ -1,0 +1,103 @@
+"""Where the stack keeps its data, and the credentials it generates once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicom_pipeline.settings import Settings
+
+DB_USER = "dicom_pipeline"
+METADATA_DB = "dicom_pipeline"
+DAGSTER_DB = "dagster"
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    orthanc_password: str
+    postgres_superuser_password: str
+    database_password: str
+    webhook_token: str
+    phi_hash_key: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> StackSecrets:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        created = cls(
+            orthanc_password=secrets.token_urlsafe(18),
+            postgres_superuser_password=secrets.token_urlsafe(18),
+            database_password=secrets.token_urlsafe(18),
+            webhook_token=secrets.token_urlsafe(32),
+            phi_hash_key=secrets.token_urlsafe(32),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, json.dumps(created.__dict__, indent=2))
+        return created
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    settings: Settings
+
+    @property
+    def root(self) -> Path:
+        return self.settings.stack_dir
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.root / "secrets.json"
+
+    @property
+    def env_path(self) -> Path:
+        return self.root / "stack.env"
+
+    def secrets(self) -> StackSecrets:
+        return StackSecrets.load_or_create(self.secrets_path)
+
+    def orthanc_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.orthanc_http_port}"
+
+    def database_url(self, database: str = METADATA_DB) -> str:
+        password = self.secrets().database_password
+        return f"postgresql+psycopg2://{DB_USER}:{password}@127.0.0.1:{self.settings.postgres_port}/{database}"
+
+    def kafka_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.settings.kafka_port}"
+
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.webhook_port}"
+
+    def dagster_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.dagster_port}"
+
+    def write_env_file(self) -> None:
+        """Settings for every tool of the project, pointing at this stack."""
+        s = self.secrets()
+        prefix = "DICOM_PIPELINE_"
+        values = {
+            "ORTHANC_URL": self.orthanc_url(),
+            "ORTHANC_USERNAME": self.settings.orthanc_username,
+            "ORTHANC_PASSWORD": s.orthanc_password,
+            "DATABASE_URL": self.database_url(METADATA_DB),
+            "DAGSTER_DATABASE_URL": self.database_url(DAGSTER_DB),
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers(),
+            "WEBHOOK_URL": self.webhook_url(),
+            "WEBHOOK_TOKEN": s.webhook_token,
+            "DAGSTER_URL": self.dagster_url(),
+            "PHI_HASH_KEY": s.phi_hash_key,
+            "STORAGE_URL": "file://" + str(self.root / "storage"),
+            "STAGING_DIR": str(self.root / "staging"),
+        }
+        lines = [f"{prefix}{key}={value}" for key, value in values.items()]
+        _write_private(self.env_path, "# written by `dicom-pipeline stack up`\n" + "\n".join(lines) + "\n")

@@ -1,0 +1,94 @@
+"""A private Orthanc with authentication, a short StableAge and the webhook Lua script."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from dicom_pipeline.stack.errors import StackError
+from dicom_pipeline.stack.layout import StackLayout
+from dicom_pipeline.stack.prerequisites import ensure_debian_package, orthanc_binary
+from dicom_pipeline.stack.process import PidFile, ensure_port_free, start_detached, stop_pid, wait_until
+
+LUA_WEBHOOK = """-- Written by `dicom-pipeline stack up`. Orthanc calls this when a study has had no new
+-- instance for StableAge seconds. HttpPost is fire-and-forget: the sensor and the
+-- reconciliation job catch whatever this call loses.
+function OnStableStudy(studyId, tags, metadata)
+  HttpPost('{url}/api/v1/ingestion/studies',
+           DumpJson({{ID = studyId}}, true),
+           {{['Content-Type'] = 'application/json',
+            ['Authorization'] = 'Bearer {token}'}})
+end
+"""
+
+
+class OrthancService:
+    name = "orthanc"
+
+    def __init__(self, layout: StackLayout) -> None:
+        self.layout = layout
+        self.settings = layout.settings
+        self.dir = layout.root / "orthanc"
+        self.config_path = self.dir / "orthanc.json"
+        self.lua_path = self.dir / "webhook.lua"
+        self.log = self.dir / "orthanc.log"
+        self.pid_file = PidFile(self.dir / "orthanc.pid", "Orthanc")
+
+    def install(self) -> None:
+        ensure_debian_package("orthanc", orthanc_binary() is not None)
+
+    def running_pid(self) -> int | None:
+        return self.pid_file.running_pid()
+
+    def configure(self) -> None:
+        secrets = self.layout.secrets()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.lua_path.write_text(LUA_WEBHOOK.format(url=self.layout.webhook_url(), token=secrets.webhook_token))
+        self.lua_path.chmod(0o600)
+        config = {
+            "Name": "dicom-pipeline-dev",
+            "StorageDirectory": str(self.dir / "storage"),
+            "IndexDirectory": str(self.dir / "index"),
+            "HttpPort": self.settings.orthanc_http_port,
+            "DicomPort": self.settings.orthanc_dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": True,
+            "RegisteredUsers": {self.settings.orthanc_username: secrets.orthanc_password},
+            "StableAge": self.settings.orthanc_stable_age,
+            "LuaScripts": [str(self.lua_path)],
+            "HttpTimeout": 5,
+            "Plugins": [],
+            "SaveJobs": False,
+        }
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.config_path.chmod(0o600)
+
+    def start(self) -> None:
+        binary = orthanc_binary()
+        if binary is None:
+            raise StackError("Orthanc is not installed; run: apt-get install -y orthanc")
+        ensure_port_free(self.settings.orthanc_http_port, "Orthanc HTTP", "DICOM_PIPELINE_ORTHANC_HTTP_PORT")
+        ensure_port_free(self.settings.orthanc_dicom_port, "Orthanc DICOM", "DICOM_PIPELINE_ORTHANC_DICOM_PORT")
+        self.configure()
+        start_detached([str(binary), str(self.config_path)], self.pid_file, self.log, cwd=self.dir)
+        wait_until(self.answers, "Orthanc", 60, self.log, lambda: self.running_pid() is not None)
+
+    def answers(self) -> bool:
+        try:
+            response = httpx.get(
+                f"{self.layout.orthanc_url()}/system",
+                auth=(self.settings.orthanc_username, self.layout.secrets().orthanc_password),
+                timeout=2,
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def stop(self) -> bool:
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        stop_pid(pid)
+        return True

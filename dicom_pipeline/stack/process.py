@@ -1,0 +1,144 @@
+"""Starting and stopping the stack's own processes, tracked by pid files.
+
+`down` must stop only what `up` started, so every process is recorded with its pid and a
+fragment of its command line; a pid that now belongs to another program is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicom_pipeline.stack.errors import StackError
+
+
+@dataclass(frozen=True)
+class PidFile:
+    path: Path
+    cmdline_marker: str
+
+    def read(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def running_pid(self) -> int | None:
+        """The recorded pid if that process is alive and still the program we started."""
+        pid = self.read()
+        if pid is None or not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return None
+        return pid if self.cmdline_marker in cmdline else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def start_detached(
+    argv: Sequence[str],
+    pid_file: PidFile,
+    log_path: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start a long-running service in its own session, logging to a file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    pid_file.path.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within the timeout."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    for _ in range(50):
+        _reap(pid)
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def ensure_port_free(port: int, service: str, setting: str) -> None:
+    if port_in_use(port):
+        raise StackError(
+            f"port {port} for {service} is already taken by another program; "
+            f"stop it or choose another port with {setting}"
+        )
+
+
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float,
+    log_path: Path | None = None,
+    still_running: Callable[[], bool] | None = None,
+) -> None:
+    """Poll `check` until it is true; fail with the service's log tail otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if still_running is not None and not still_running():
+            break
+        time.sleep(0.25)
+    tail = ""
+    if log_path is not None and log_path.exists():
+        lines = log_path.read_text(errors="replace").splitlines()[-5:]
+        tail = " | last log lines: " + " / ".join(line.strip() for line in lines)
+    raise StackError(f"{what} did not become ready within {timeout:.0f}s{tail}")

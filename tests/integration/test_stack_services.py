@@ -1,0 +1,99 @@
+"""Each service of the running stack answers its real client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import httpx
+import psycopg2
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from dicom_pipeline.settings import Settings
+from dicom_pipeline.stack.layout import DAGSTER_DB, METADATA_DB
+
+pytestmark = pytest.mark.integration
+
+
+def _psycopg2_url(url: str) -> str:
+    return url.replace("postgresql+psycopg2://", "postgresql://")
+
+
+def test_status_json_prints_the_contract_fields(stack_settings: Settings) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "dicom_pipeline.cli", "stack", "status", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    info = json.loads(out)
+    for key in ("orthanc_url", "orthanc_username", "orthanc_password", "database_url", "kafka_bootstrap_servers"):
+        assert info[key], key
+    assert all(service["running"] for service in info["services"].values())
+
+
+def test_second_up_reports_already_running(stack_settings: Settings) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "dicom_pipeline.cli", "stack", "up"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.count("already running") == 3
+
+
+def test_orthanc_accepts_an_upload_and_lists_it(orthanc: httpx.Client) -> None:
+    from dicom_pipeline.seed.send import dataset_bytes
+    from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
+
+    spec = plan_studies(SeedPlan(studies=1, modalities=("DX",), rows=16, columns=16, seed=4242))[0]
+    ds = next(build_instances(spec))
+    response = orthanc.post("/instances", content=dataset_bytes(ds))
+    assert response.status_code == 200
+    study_id = response.json()["ParentStudy"]
+    assert study_id in orthanc.get("/studies").json()
+    assert orthanc.get(f"/studies/{study_id}").json()["MainDicomTags"]["StudyInstanceUID"] == spec.study_uid
+
+
+def test_orthanc_refuses_requests_without_credentials(stack_settings: Settings) -> None:
+    assert httpx.get(f"{stack_settings.orthanc_url}/system", timeout=5).status_code == 401
+
+
+@pytest.mark.parametrize("database", [METADATA_DB, DAGSTER_DB])
+def test_postgres_answers_on_both_databases(stack_settings: Settings, database: str) -> None:
+    url = _psycopg2_url(stack_settings.database_url.get_secret_value()).rsplit("/", 1)[0] + f"/{database}"
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_database(), 1 + 1")
+        assert cur.fetchone() == (database, 2)
+
+
+def test_kafka_round_trip_keeps_key_and_headers(stack_settings: Settings) -> None:
+    marker = uuid.uuid4().hex
+    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers, "acks": "all"})
+    producer.produce(
+        stack_settings.kafka_dlq_topic,
+        key=b"study-key",
+        value=marker.encode(),
+        headers=[("correlation_id", marker.encode())],
+    )
+    assert producer.flush(15) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
+            "group.id": f"test-{marker}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([stack_settings.kafka_dlq_topic])
+    try:
+        found = None
+        for _ in range(60):
+            message = consumer.poll(1.0)
+            if message is not None and message.error() is None and message.value() == marker.encode():
+                found = message
+                break
+        assert found is not None, "the produced message never arrived"
+        assert found.key() == b"study-key"
+        assert dict(found.headers() or [])["correlation_id"] == marker.encode()
+    finally:
+        consumer.close()

@@ -1,0 +1,1 @@
+"""FastAPI webhook service that turns Orthanc notifications into ingestion runs."""
