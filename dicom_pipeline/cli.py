@@ -140,5 +140,54 @@ def seed(
             )
 
 
+@main.command()
+@click.argument("orthanc_study_ids", nargs=-1, required=True)
+@click.option("--correlation-id", default=None, help="Use this correlation id (default: a new one per study).")
+def ingest(orthanc_study_ids: tuple[str, ...], correlation_id: str | None) -> None:
+    """Run ingest_study now, in this process, for each Orthanc study id; one JSON line each."""
+    from dicom_pipeline.ingestion.run import dagster_instance, ingest_in_process
+
+    instance = dagster_instance()
+    failed = 0
+    for orthanc_id in orthanc_study_ids:
+        summary = ingest_in_process(orthanc_id, correlation_id=correlation_id, instance=instance)
+        failed += summary["status"] == "failed"
+        click.echo(json.dumps(summary, default=str))
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """The metadata database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending Alembic migrations."""
+    from dicom_pipeline.db.engine import upgrade_schema
+
+    upgrade_schema(get_settings().database_url.get_secret_value())
+    click.echo("database schema is up to date")
+
+
+@main.group()
+def outbox() -> None:
+    """The transactional outbox."""
+
+
+@outbox.command("relay")
+def outbox_relay() -> None:
+    """Publish every pending outbox event now."""
+    from dicom_pipeline.kafka.outbox import publish_pending_events
+    from dicom_pipeline.runtime import get_runtime
+
+    runtime = get_runtime()
+    result = publish_pending_events(runtime.engine, runtime.producer, raise_on_failure=False)
+    click.echo(json.dumps({"published": result.published, "failed": result.failed}))
+    if result.failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

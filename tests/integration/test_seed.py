@@ -49,7 +49,9 @@ def test_seed_creates_requested_studies_series_and_instances(
 def test_seeded_non_ascii_names_read_back_correctly_from_orthanc(
     stack_settings: Settings, orthanc: httpx.Client, charset: str, expected_names: set[str]
 ) -> None:
-    plan = SeedPlan(studies=2, modalities=("CR",), rows=16, columns=16, charsets=(charset,), seed=300 + int(charset.split()[-1]))
+    plan = SeedPlan(
+        studies=2, modalities=("CR",), rows=16, columns=16, charsets=(charset,), seed=300 + int(charset.split()[-1])
+    )
     for study in seed_studies(stack_settings, plan):
         tags = orthanc.get(f"/studies/{study.orthanc_id}").json()["PatientMainDicomTags"]
         assert tags["PatientName"] in expected_names

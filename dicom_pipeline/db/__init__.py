@@ -1,0 +1,1 @@
+"""PostgreSQL: SQLAlchemy models, the repository, and Alembic migrations."""

@@ -1,0 +1,67 @@
+"""Dead letters: the database row and its outbox event, written together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dicom_pipeline.db.models import DeadLetter
+from dicom_pipeline.db.repository import enqueue_event
+from dicom_pipeline.domain.content import dead_letter_event_id
+from dicom_pipeline.domain.events import EventEnvelope, dead_letter_payload, event_headers
+
+
+@dataclass(frozen=True)
+class DeadLetterInput:
+    correlation_id: str
+    trigger: str | None
+    study_instance_uid: str | None
+    orthanc_id: str | None
+    instance: str | None
+    run_id: str | None
+    failed_op: str
+    error_type: str
+    error_message: str
+    transient: bool
+    attempts: int
+
+
+def record_dead_letter(session: Session, letter: DeadLetterInput, topic: str) -> tuple[int, str]:
+    """Insert the dead letter and its outbox event; returns (dead letter id, event id)."""
+    row = DeadLetter(**letter.__dict__)
+    row.error_message = letter.error_message[:2000]
+    session.add(row)
+    session.flush()
+    event_id = dead_letter_event_id(row.id)
+    payload = dead_letter_payload(event_id=event_id, dead_letter_id=row.id, **letter.__dict__)
+    key = letter.study_instance_uid or letter.orthanc_id or letter.run_id or str(row.id)
+    enqueue_event(
+        session,
+        EventEnvelope(event_id, topic, key, payload, event_headers(letter.correlation_id, "ingestion.failed")),
+        study_uid=letter.study_instance_uid,
+        event_date=None,
+    )
+    return row.id, event_id
+
+
+def has_dead_letter_for_run(session: Session, run_id: str) -> bool:
+    return session.scalars(select(DeadLetter.id).where(DeadLetter.run_id == run_id).limit(1)).first() is not None
+
+
+def resolve_dead_letters(session: Session, study_uid: str | None, orthanc_id: str | None) -> int:
+    """Mark open dead letters of a study resolved once it has ingested successfully."""
+    conditions = []
+    if study_uid:
+        conditions.append(DeadLetter.study_instance_uid == study_uid)
+    if orthanc_id:
+        conditions.append(DeadLetter.orthanc_id == orthanc_id)
+    if not conditions:
+        return 0
+    from sqlalchemy import func, or_
+
+    result = session.execute(
+        update(DeadLetter).where(DeadLetter.resolved_at.is_(None), or_(*conditions)).values(resolved_at=func.now())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,270 @@
+"""Study versions: the one place that decides whether content is new, and records it.
+
+Everything a version consists of - study, series and instance rows, the version row and
+its outbox event - is written in one transaction, under a per-study advisory lock, so
+concurrent runs of one study produce one version, and a failure leaves no partial rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from dicom_pipeline.db.models import Instance, Outbox, Series, Study, StudyVersion
+from dicom_pipeline.db.study_event import build_study_event
+from dicom_pipeline.domain.content import content_hash, diff_content, study_event_id
+from dicom_pipeline.domain.events import EventEnvelope, StudyEventContext
+from dicom_pipeline.domain.metadata import ExtractedStudy, StudyAttributes
+
+Status = Literal["created", "updated", "unchanged", "superseded"]
+
+
+@dataclass(frozen=True)
+class KnownInstance:
+    sop_instance_uid: str
+    series_instance_uid: str
+    orthanc_file_uuid: str | None
+    sha256: str
+    size_bytes: int
+    storage_key: str
+
+
+@dataclass(frozen=True)
+class VersionOutcome:
+    status: Status
+    study_instance_uid: str
+    version: int
+    content_hash: str
+    event_id: str | None
+    number_of_series: int
+    number_of_instances: int
+    added: int
+    removed: int
+    changed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def lock_study(session: Session, study_uid: str) -> None:
+    """Serialise every writer of one study until the transaction ends."""
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:uid, 7))"), {"uid": study_uid})
+
+
+def known_instances(session: Session, study_uid: str) -> dict[str, KnownInstance]:
+    rows = session.execute(
+        select(
+            Instance.sop_instance_uid,
+            Series.series_instance_uid,
+            Instance.orthanc_file_uuid,
+            Instance.sha256,
+            Instance.size_bytes,
+            Instance.storage_key,
+        )
+        .join(Series, Instance.series_id == Series.id)
+        .join(Study, Instance.study_id == Study.id)
+        .where(Study.study_instance_uid == study_uid)
+    ).all()
+    return {row[0]: KnownInstance(*row) for row in rows}
+
+
+def record_study_version(session: Session, extracted: ExtractedStudy, context: StudyEventContext) -> VersionOutcome:
+    study_uid = extracted.study_instance_uid
+    lock_study(session, study_uid)
+    study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid).with_for_update()).first()
+    latest = (
+        session.scalars(
+            select(StudyVersion).where(StudyVersion.study_id == study.id).order_by(StudyVersion.version.desc()).limit(1)
+        ).first()
+        if study is not None
+        else None
+    )
+    current = extracted.content
+    new_hash = content_hash(current)
+    if latest is not None and study is not None:
+        if latest.content_hash == new_hash:
+            return _outcome("unchanged", study, latest, None)
+        if _is_stale(extracted.orthanc_last_update, study.orthanc_last_update):
+            # This run read Orthanc before a run that has already committed: its view is
+            # older, so recording it would regress the study.
+            return _outcome("superseded", study, latest, None)
+
+    if study is None:
+        if extracted.study is None:
+            raise ValueError(f"study {study_uid} is new but no instance header was extracted")
+        study = Study(study_instance_uid=study_uid, current_version=0, modalities_in_study=[])
+        session.add(study)
+    if extracted.study is not None:
+        _apply_study_attributes(study, extracted.study)
+    study.orthanc_id = extracted.orthanc_id
+    study.orthanc_last_update = extracted.orthanc_last_update
+    session.flush()
+
+    series_ids = _upsert_series(session, study.id, extracted)
+    previous_content: dict[str, str] = dict(latest.content) if latest is not None else {}
+    diff = diff_content(previous_content, current)
+    version_number = (latest.version if latest is not None else 0) + 1
+    _upsert_instances(session, study.id, series_ids, extracted, version_number)
+    if diff.removed:
+        session.execute(
+            delete(Instance).where(Instance.study_id == study.id, Instance.sop_instance_uid.in_(diff.removed))
+        )
+    _refresh_counts(session, study)
+
+    event_id = study_event_id(study_uid, version_number, new_hash)
+    version = StudyVersion(
+        study_id=study.id,
+        version=version_number,
+        content_hash=new_hash,
+        previous_content_hash=latest.content_hash if latest is not None else None,
+        number_of_instances=len(current),
+        content=current,
+        added=list(diff.added),
+        removed=list(diff.removed),
+        changed=list(diff.changed),
+        event_id=uuid.UUID(event_id),
+        run_id=context.run_id,
+        correlation_id=context.correlation_id,
+        trigger=context.trigger,
+    )
+    session.add(version)
+    study.current_version = version_number
+    study.updated_at = func.now()
+    session.flush()
+
+    envelope = build_study_event(session, study, version, context)
+    enqueue_event(session, envelope, study_uid=study_uid, event_date=study.study_date)
+    return _outcome("created" if version_number == 1 else "updated", study, version, event_id, diff)
+
+
+def enqueue_event(session: Session, envelope: EventEnvelope, *, study_uid: str | None, event_date: Any) -> None:
+    """The outbox row: written in the caller's transaction, sent later by the publisher."""
+    session.add(
+        Outbox(
+            event_id=uuid.UUID(envelope.event_id),
+            topic=envelope.topic,
+            message_key=envelope.key,
+            payload=envelope.payload,
+            headers=envelope.headers,
+            study_instance_uid=study_uid,
+            event_date=event_date,
+            publish_attempts=0,
+        )
+    )
+
+
+def _is_stale(extracted: str | None, stored: str | None) -> bool:
+    # Orthanc's LastUpdate is "YYYYMMDDTHHMMSS", so text order is time order.
+    return bool(extracted and stored and extracted < stored)
+
+
+def _apply_study_attributes(study: Study, attrs: StudyAttributes) -> None:
+    study.patient_id = attrs.patient_id
+    study.patient_name = attrs.patient_name
+    study.patient_birth_date = attrs.patient_birth_date.date
+    study.patient_birth_date_raw = attrs.patient_birth_date.raw
+    study.patient_sex = attrs.patient_sex
+    study.accession_number = attrs.accession_number
+    study.study_date = attrs.study_date.date
+    study.study_date_raw = attrs.study_date.raw
+    study.study_time = attrs.study_time.time
+    study.study_time_raw = attrs.study_time.raw
+    study.study_description = attrs.study_description
+    study.referring_physician_name = attrs.referring_physician_name
+    study.specific_character_set = attrs.specific_character_set
+
+
+def _upsert_series(session: Session, study_id: int, extracted: ExtractedStudy) -> dict[str, int]:
+    for attrs in extracted.series.values():
+        values = {
+            "study_id": study_id,
+            "series_instance_uid": attrs.series_instance_uid,
+            "modality": attrs.modality,
+            "series_number": attrs.series_number,
+            "series_description": attrs.series_description,
+            "body_part_examined": attrs.body_part_examined,
+            "number_of_instances": 0,
+        }
+        statement = insert(Series).values(**values)
+        session.execute(
+            statement.on_conflict_do_update(
+                constraint="uq_series_study_id",
+                set_={key: statement.excluded[key] for key in values if key not in ("study_id", "number_of_instances")}
+                | {"updated_at": func.now()},
+            )
+        )
+    rows = session.execute(select(Series.series_instance_uid, Series.id).where(Series.study_id == study_id)).all()
+    return {uid: series_id for uid, series_id in rows}  # noqa: C416 - rows are Row objects
+
+
+def _upsert_instances(
+    session: Session, study_id: int, series_ids: dict[str, int], extracted: ExtractedStudy, version: int
+) -> None:
+    rows = [
+        {
+            "study_id": study_id,
+            "series_id": series_ids[record.series_instance_uid],
+            "sop_instance_uid": record.sop_instance_uid,
+            "sop_class_uid": record.sop_class_uid,
+            "instance_number": record.instance_number,
+            "transfer_syntax_uid": record.transfer_syntax_uid,
+            "rows": record.rows,
+            "columns": record.columns,
+            "number_of_frames": record.number_of_frames,
+            "size_bytes": record.size_bytes,
+            "sha256": record.sha256,
+            "storage_key": record.storage_key,
+            "orthanc_id": record.orthanc_id,
+            "orthanc_file_uuid": record.orthanc_file_uuid,
+            "header": record.header or {},
+            "first_version": version,
+        }
+        for record in extracted.new_records
+    ]
+    # Batches keep each statement's parameter count well under PostgreSQL's limit.
+    for start in range(0, len(rows), 500):
+        statement = insert(Instance).values(rows[start : start + 500])
+        updatable = [key for key in rows[0] if key not in ("study_id", "sop_instance_uid", "first_version")]
+        session.execute(
+            statement.on_conflict_do_update(
+                constraint="uq_instance_study_id",
+                set_={key: statement.excluded[key] for key in updatable} | {"updated_at": func.now()},
+            )
+        )
+
+
+def _refresh_counts(session: Session, study: Study) -> None:
+    counts = dict(
+        session.execute(
+            select(Instance.series_id, func.count()).where(Instance.study_id == study.id).group_by(Instance.series_id)
+        ).all()
+    )
+    series_rows = session.scalars(select(Series).where(Series.study_id == study.id)).all()
+    for series in series_rows:
+        series.number_of_instances = counts.get(series.id, 0)
+    live = [s for s in series_rows if s.number_of_instances > 0]
+    study.number_of_series = len(live)
+    study.number_of_instances = sum(s.number_of_instances for s in live)
+    study.modalities_in_study = sorted({s.modality for s in live if s.modality})
+
+
+def _outcome(
+    status: Status, study: Study, version: StudyVersion, event_id: str | None, diff: Any = None
+) -> VersionOutcome:
+    return VersionOutcome(
+        status=status,
+        study_instance_uid=study.study_instance_uid,
+        version=version.version,
+        content_hash=version.content_hash,
+        event_id=event_id,
+        number_of_series=study.number_of_series,
+        number_of_instances=study.number_of_instances,
+        added=len(diff.added) if diff else 0,
+        removed=len(diff.removed) if diff else 0,
+        changed=len(diff.changed) if diff else 0,
+    )

@@ -1,0 +1,16 @@
+"""The Dagster code location: `dagster-webserver -w workspace.yaml` loads `defs` from here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dicom_pipeline.defs.backstop import dead_letter_backstop
+from dicom_pipeline.defs.jobs import ingest_study, outbox_relay, outbox_relay_schedule
+from dicom_pipeline.defs.resources import IngestionResource
+
+defs = dg.Definitions(
+    jobs=[ingest_study, outbox_relay],
+    schedules=[outbox_relay_schedule],
+    sensors=[dead_letter_backstop],
+    resources={"ingestion": IngestionResource()},
+)

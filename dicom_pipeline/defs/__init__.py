@@ -1,0 +1,1 @@
+"""Dagster definitions: ops, jobs, hooks, sensors, schedules and resources."""

@@ -1,0 +1,62 @@
+"""Failure hook: after retries are exhausted, a dead letter (row + outbox event)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster import DagsterEventType
+
+from dicom_pipeline.db.dead_letters import DeadLetterInput
+from dicom_pipeline.defs import tags
+from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_orthanc_id
+from dicom_pipeline.errors import PipelineError
+from dicom_pipeline.ingestion.dead_letter import write_dead_letter
+from dicom_pipeline.runtime import get_runtime
+
+
+def _root_cause(exc: BaseException | None) -> BaseException | None:
+    # Permanent errors arrive wrapped in dg.Failure; the original carries the details.
+    while isinstance(exc, dg.Failure) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _attempts(context: dg.HookContext) -> int:
+    records = context.instance.all_logs(context.run_id, of_type=DagsterEventType.STEP_RESTARTED)
+    return 1 + sum(1 for r in records if r.step_key == context.step_key)
+
+
+def _extract_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    ops = run_config.get("ops") or {}
+    extract = ops.get("extract_study") or {}
+    config = extract.get("config") or {}
+    return dict(config) if isinstance(config, Mapping) else {}
+
+
+def _valid_orthanc_id(value: object) -> str | None:
+    # An invalid id is the error being recorded; it is named in the message, not stored as an id.
+    return value if isinstance(value, str) and is_orthanc_id(value) else None
+
+
+@dg.failure_hook(required_resource_keys={"ingestion"})
+def dead_letter_on_failure(context: dg.HookContext) -> None:
+    run = context.instance.get_run_by_id(context.run_id)
+    run_tags = dict(run.tags) if run is not None else {}
+    op_config = _extract_config(run.run_config if run is not None else {})
+    exc = _root_cause(context.op_exception)
+    write_dead_letter(
+        get_runtime(),
+        DeadLetterInput(
+            correlation_id=correlation_id_or_new(run_tags.get(tags.CORRELATION_ID) or op_config.get("correlation_id")),
+            trigger=run_tags.get(tags.TRIGGER) or op_config.get("trigger"),
+            study_instance_uid=run_tags.get(tags.STUDY_UID) or getattr(exc, "study_uid", None),
+            orthanc_id=_valid_orthanc_id(run_tags.get(tags.ORTHANC_ID) or op_config.get("orthanc_study_id")),
+            instance=getattr(exc, "instance", None),
+            run_id=context.run_id,
+            failed_op=context.op.name,
+            error_type=type(exc).__name__ if exc is not None else "Unknown",
+            error_message=str(exc) if exc is not None else "no exception recorded",
+            transient=isinstance(exc, PipelineError) and exc.transient,
+            attempts=_attempts(context),
+        ),
+    )

@@ -1,0 +1,20 @@
+"""Run tags (a contract: the UI, launchers and concurrency limits rely on them)."""
+
+STUDY_UID = "dicom/study_uid"
+ORTHANC_ID = "dicom/orthanc_id"
+CORRELATION_ID = "dicom/correlation_id"
+TRIGGER = "dicom/trigger"
+
+
+def study_run_tags(orthanc_id: str, correlation_id: str, trigger: str, study_uid: str | None = None) -> dict[str, str]:
+    tags = {ORTHANC_ID: orthanc_id, CORRELATION_ID: correlation_id, TRIGGER: trigger}
+    if study_uid:
+        tags[STUDY_UID] = study_uid
+    return tags
+
+
+def study_run_config(orthanc_id: str, correlation_id: str | None, trigger: str) -> dict[str, object]:
+    config: dict[str, object] = {"orthanc_study_id": orthanc_id, "trigger": trigger}
+    if correlation_id:
+        config["correlation_id"] = correlation_id
+    return {"ops": {"extract_study": {"config": config}}}

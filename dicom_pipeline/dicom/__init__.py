@@ -1,0 +1,1 @@
+"""Reading DICOM headers with pydicom."""

@@ -1,0 +1,1 @@
+"""The use case "ingest a study", in steps that the Dagster ops call."""

@@ -1,0 +1,34 @@
+"""Writing a dead letter and trying to send it at once; the outbox relay sends it otherwise."""
+
+from __future__ import annotations
+
+import logging
+
+from dicom_pipeline.db.dead_letters import DeadLetterInput, record_dead_letter
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.kafka.outbox import publish_pending_events
+from dicom_pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def write_dead_letter(runtime: Runtime, letter: DeadLetterInput) -> int:
+    with transaction(runtime.engine) as session:
+        dead_letter_id, event_id = record_dead_letter(session, letter, runtime.settings.kafka_dlq_topic)
+    log.warning(
+        "dead letter recorded",
+        extra={
+            "dead_letter_id": dead_letter_id,
+            "failed_op": letter.failed_op,
+            "error_type": letter.error_type,
+            "study_uid": letter.study_instance_uid,
+            "orthanc_id": letter.orthanc_id,
+            "run_id": letter.run_id,
+            "correlation_id": letter.correlation_id,
+        },
+    )
+    try:
+        publish_pending_events(runtime.engine, runtime.producer, event_ids=[event_id], raise_on_failure=False)
+    except Exception:
+        log.exception("dead letter %s stays in the outbox for the relay", dead_letter_id)
+    return dead_letter_id

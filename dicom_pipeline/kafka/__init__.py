@@ -1,0 +1,1 @@
+"""Kafka: the idempotent producer and the outbox publisher."""

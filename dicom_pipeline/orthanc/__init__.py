@@ -1,0 +1,1 @@
+"""Orthanc REST client."""
