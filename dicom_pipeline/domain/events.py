@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -51,7 +52,9 @@ def pseudonymise_patient_id(patient_id: str | None, key: bytes) -> str | None:
     return "hmac-sha256:" + hmac.new(key, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def patient_block(patient: dict[str, str | None], profile: PhiProfile, hash_key: bytes) -> dict[str, str | bool | None]:
+def patient_block(
+    patient: Mapping[str, str | None], profile: PhiProfile, hash_key: bytes
+) -> dict[str, str | bool | None]:
     if profile == "full":
         return {**patient, "patient_id_hashed": False}
     return {

@@ -20,7 +20,7 @@ from dicom_pipeline.domain.metadata import (
     StudyAttributes,
     storage_key,
 )
-from dicom_pipeline.errors import InvalidDicom, OrthancError
+from dicom_pipeline.errors import InvalidDicom, OrthancError, PipelineError
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.runtime import Runtime
 
@@ -58,8 +58,10 @@ def extract_study(runtime: Runtime, orthanc_id: str) -> ExtractedStudy:
         staging.mkdir(parents=True)
         try:
             parsed = _download_all(orthanc, to_download, staging, study_uid, runtime.settings.download_concurrency)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, PipelineError) and exc.study_uid is None:
+                exc.study_uid = study_uid  # so the dead letter names the study
             raise
 
     parsed.sort(key=lambda p: (p.record.series_instance_uid, p.record.instance_number or 0, p.record.sop_instance_uid))

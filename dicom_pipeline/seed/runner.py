@@ -48,7 +48,7 @@ def seed_studies(
                 upload_rest(client, instances)
             else:
                 send_cstore("127.0.0.1", settings.orthanc_dicom_port, instances)
-            seeded.append(_describe(client, spec))
+            seeded.append(describe_study(client, spec))
     return seeded
 
 
@@ -59,7 +59,8 @@ def _counting(instances: Iterator[Dataset], on_instance: Callable[[], None] | No
             on_instance()
 
 
-def _describe(client: httpx.Client, spec: StudySpec) -> SeededStudy:
+def describe_study(client: httpx.Client, spec: StudySpec) -> SeededStudy:
+    """Look the seeded study up in Orthanc by its Study Instance UID."""
     response = client.post("/tools/lookup", content=spec.study_uid)
     response.raise_for_status()
     orthanc_id = next(item["ID"] for item in response.json() if item["Type"] == "Study")

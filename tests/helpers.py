@@ -1,0 +1,141 @@
+"""Helpers for tests against the real stack: seeding, ingesting, reading Kafka and the database."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import dagster as dg
+from confluent_kafka import Consumer, TopicPartition
+from pydicom.dataset import Dataset
+from sqlalchemy import text
+
+from dicom_pipeline.ingestion.run import ingest_in_process
+from dicom_pipeline.runtime import get_runtime
+from dicom_pipeline.seed.runner import SeededStudy, describe_study, orthanc_client
+from dicom_pipeline.seed.send import upload_rest
+from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
+from dicom_pipeline.settings import Settings
+
+
+def unique_seed() -> int:
+    return uuid.uuid4().int % 1_000_000_000
+
+
+def seed_one(
+    settings: Settings,
+    *,
+    modality: str = "CT",
+    series: int = 2,
+    instances: int = 3,
+    size: int = 32,
+    charset: str = "ISO_IR 192",
+    seed: int | None = None,
+) -> tuple[SeededStudy, StudySpec]:
+    """One study through REST; returns what was seeded and its spec (to add instances later)."""
+    plan = SeedPlan(
+        studies=1,
+        modalities=(modality,),
+        series_per_study=series,
+        instances_per_series=instances,
+        rows=size,
+        columns=size,
+        charsets=(charset,),
+        seed=seed if seed is not None else unique_seed(),
+    )
+    spec = plan_studies(plan)[0]
+    with orthanc_client(settings) as client:
+        upload_rest(client, build_instances(spec, plan.seed))
+        return describe_study(client, spec), spec
+
+
+def upload(settings: Settings, datasets: list[Dataset] | Iterator[Dataset]) -> list[str]:
+    with orthanc_client(settings) as client:
+        return upload_rest(client, datasets)
+
+
+def orthanc_study_id(settings: Settings, study_uid: str) -> str:
+    with orthanc_client(settings) as client:
+        response = client.post("/tools/lookup", content=study_uid)
+        response.raise_for_status()
+        return str(next(item["ID"] for item in response.json() if item["Type"] == "Study"))
+
+
+def add_instances(settings: Settings, spec: StudySpec, per_series: int) -> StudySpec:
+    """Send the study again with more instances per series; Orthanc keeps the ones it has."""
+    bigger = replace(spec, instances_per_series=per_series)
+    upload(settings, build_instances(bigger, 1))
+    return bigger
+
+
+def ingest(orthanc_id: str, trigger: str = "test", correlation_id: str | None = None) -> dict[str, Any]:
+    return ingest_in_process(
+        orthanc_id, trigger=trigger, correlation_id=correlation_id, instance=dg.DagsterInstance.ephemeral()
+    )
+
+
+def query(sql: str, **params: Any) -> list[Any]:
+    with get_runtime().engine.connect() as conn:
+        return list(conn.execute(text(sql), params).all())
+
+
+@dataclass
+class KafkaMessage:
+    key: str
+    value: dict[str, Any]
+    headers: dict[str, str]
+
+
+class KafkaTap:
+    """Reads a topic from the offsets it had when the tap was opened."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": f"test-tap-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        metadata = self.consumer.list_topics(topic, timeout=10)
+        partitions = list(metadata.topics[topic].partitions)
+        self.start = []
+        for partition in partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            self.start.append(TopicPartition(topic, partition, high))
+        self.consumer.assign(self.start)
+
+    def read(self, expected: int, timeout: float = 20.0, key: str | None = None) -> list[KafkaMessage]:
+        """Messages until `expected` (for `key`) arrived, or the timeout passed."""
+        found: list[KafkaMessage] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(found) < expected:
+            message = self.consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            raw_headers = cast(list[tuple[str, bytes]], message.headers() or [])
+            decoded = KafkaMessage(
+                key=bytes(message.key() or b"").decode(),
+                value=json.loads(bytes(message.value() or b"{}")),
+                headers={name: bytes(value or b"").decode() for name, value in raw_headers},
+            )
+            if key is None or decoded.key == key:
+                found.append(decoded)
+        return found
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def stored_sop_uids(study_uid: str) -> set[str]:
+    rows = query(
+        "SELECT i.sop_instance_uid FROM instance i JOIN study s ON s.id = i.study_id WHERE s.study_instance_uid = :uid",
+        uid=study_uid,
+    )
+    return {row[0] for row in rows}

@@ -1,0 +1,141 @@
+"""Pure domain rules: identifiers, content hashes, diffs, event ids and payloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dicom_pipeline.dicom.values import parse_da, parse_tm
+from dicom_pipeline.domain.content import content_hash, diff_content, study_event_id
+from dicom_pipeline.domain.events import dead_letter_payload, patient_block, validate_payload
+from dicom_pipeline.domain.identifiers import (
+    correlation_id_or_new,
+    validate_orthanc_id,
+    validate_uid,
+)
+from dicom_pipeline.errors import InvalidIdentifier, SchemaViolation
+from dicom_pipeline.storage.keys import validate_key
+
+
+@pytest.mark.parametrize("uid", ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.0113.1", "2.25.1234567890"])
+def test_valid_uids_are_accepted(uid: str) -> None:
+    assert validate_uid(uid, "StudyInstanceUID") == uid
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "StudyInstanceUID is missing"),
+        ("", "StudyInstanceUID is missing"),
+        ("1.2.abc", "must be digits separated by dots"),
+        ("../../etc/passwd", "must be digits separated by dots"),
+        ("1." + "2" * 70, "longer than 64"),
+        ("1..2", "must be digits separated by dots"),
+    ],
+)
+def test_invalid_uids_are_refused_naming_the_attribute(value: object, message: str) -> None:
+    with pytest.raises(InvalidIdentifier, match=message):
+        validate_uid(value, "StudyInstanceUID")
+
+
+def test_orthanc_ids_must_have_orthancs_form() -> None:
+    assert validate_orthanc_id("6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c")
+    for bad in [
+        "6EAB340E-5e10a3c7-c6c79b88-c662da39-824f4f3c",
+        "abc",
+        "6eab340e-5e10a3c7-c6c79b88-c662da39",
+        "6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c/../x",
+    ]:
+        with pytest.raises(InvalidIdentifier):
+            validate_orthanc_id(bad)
+
+
+def test_malformed_correlation_ids_are_replaced_not_echoed() -> None:
+    assert correlation_id_or_new("abc-123") == "abc-123"
+    replaced = correlation_id_or_new("bad id\nwith newline")
+    assert replaced != "bad id\nwith newline" and len(replaced) == 36
+
+
+def test_content_hash_ignores_order_and_changes_with_any_file() -> None:
+    a = {"1.1": "aa", "1.2": "bb"}
+    assert content_hash(a) == content_hash(dict(reversed(list(a.items()))))
+    assert content_hash(a) != content_hash({"1.1": "aa", "1.2": "bc"})
+    assert content_hash(a) != content_hash({"1.1": "aa"})
+
+
+def test_diff_lists_added_removed_and_changed() -> None:
+    diff = diff_content({"1": "a", "2": "b", "3": "c"}, {"1": "a", "2": "x", "4": "d"})
+    assert (diff.added, diff.removed, diff.changed) == (("4",), ("3",), ("2",))
+    assert diff_content({"1": "a"}, {"1": "a"}).is_empty
+
+
+def test_event_id_is_deterministic_per_study_version() -> None:
+    assert study_event_id("1.2", 1, "ab") == study_event_id("1.2", 1, "ab")
+    assert study_event_id("1.2", 1, "ab") != study_event_id("1.2", 2, "ab")
+    assert study_event_id("1.2", 1, "ab") != study_event_id("1.3", 1, "ab")
+
+
+def test_minimal_profile_drops_name_and_birth_date_and_hashes_patient_id() -> None:
+    patient = {"patient_id": "P1", "patient_name": "Doe^Jane", "patient_birth_date": "1970-01-01", "patient_sex": "F"}
+    minimal = patient_block(patient, "minimal", b"key")
+    assert set(minimal) == {"patient_id", "patient_id_hashed", "patient_sex"}
+    assert (
+        minimal["patient_id"] != "P1"
+        and minimal["patient_id"] == patient_block(patient, "minimal", b"key")["patient_id"]
+    )
+    assert patient_block(patient, "minimal", b"other")["patient_id"] != minimal["patient_id"]
+    assert patient_block(patient, "full", b"key")["patient_name"] == "Doe^Jane"
+
+
+def test_schema_violation_names_the_path() -> None:
+    payload = dead_letter_payload(
+        event_id="8a4f3c52-52b1-4d8e-9a0e-6d1c0b7f9e21",
+        dead_letter_id=1,
+        correlation_id="c",
+        trigger=None,
+        study_instance_uid=None,
+        orthanc_id=None,
+        instance=None,
+        run_id=None,
+        failed_op="extract_study",
+        error_type="InvalidDicom",
+        error_message="x",
+        transient=False,
+        attempts=1,
+    )
+    payload["attempts"] = 0
+    with pytest.raises(SchemaViolation, match="attempts"):
+        validate_payload("dicom.metadata.dlq", payload)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("20240301", dt.date(2024, 3, 1)), ("2024.03.01", dt.date(2024, 3, 1)), ("20241301", None), ("", None)],
+)
+def test_dates_are_typed_when_valid_and_raw_kept(raw: str, expected: dt.date | None) -> None:
+    parsed = parse_da(raw)
+    assert parsed.date == expected
+    assert parsed.raw == (raw or None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("101500", dt.time(10, 15)),
+        ("1015", dt.time(10, 15)),
+        ("101500.123", dt.time(10, 15, 0, 123000)),
+        ("10:15:00", dt.time(10, 15)),
+        ("256100", None),
+        ("noon", None),
+    ],
+)
+def test_times_are_typed_when_valid(raw: str, expected: dt.time | None) -> None:
+    assert parse_tm(raw).time == expected
+    assert parse_tm(raw).raw == raw
+
+
+@pytest.mark.parametrize("key", ["../1/2.dcm", "1.2/3.4/../5.dcm", "1.2/3.4/5.dcm/x", "/1/2/3.dcm", "1/2/.3.dcm"])
+def test_storage_keys_cannot_escape_the_store(key: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        validate_key(key)
