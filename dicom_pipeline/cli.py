@@ -157,6 +157,34 @@ def ingest(orthanc_study_ids: tuple[str, ...], correlation_id: str | None) -> No
         sys.exit(1)
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only list the studies that would be ingested.")
+def reconcile(dry_run: bool) -> None:
+    """Ingest every Orthanc study missing from the database or changed since its last ingestion."""
+    from dicom_pipeline.ingestion.batch import ingest_studies
+    from dicom_pipeline.ingestion.reconcile import find_stale_studies
+    from dicom_pipeline.runtime import get_runtime
+
+    runtime = get_runtime()
+    stale = list(find_stale_studies(runtime))
+    if dry_run:
+        for study in stale:
+            click.echo(json.dumps({"orthanc_id": study.orthanc_id, "reason": study.reason}))
+        return
+    report = ingest_studies(
+        runtime,
+        [s.orthanc_id for s in stale],
+        trigger="reconcile",
+        run_id=None,
+        on_result=lambda r: click.echo(
+            json.dumps({"orthanc_id": r.orthanc_id, "status": r.status, "error": r.error}), err=True
+        ),
+    )
+    click.echo(json.dumps({"found": len(stale), **report.as_dict()}))
+    if report.failures:
+        sys.exit(1)
+
+
 @main.group()
 def db() -> None:
     """The metadata database."""

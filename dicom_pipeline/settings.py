@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     dagster_url: str = "http://127.0.0.1:13000"
     dagster_location_name: str = "dicom_pipeline"
 
+    # Whether the change-feed sensor starts running on a fresh Dagster instance (the UI
+    # can start and stop it later; its state is then kept by Dagster).
+    change_feed_sensor: bool = True
+
     log_level: str = "INFO"
 
 

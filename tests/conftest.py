@@ -7,8 +7,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from dicom_pipeline.runtime import reset_runtime
 from dicom_pipeline.settings import Settings, get_settings
 from dicom_pipeline.stack.control import Stack
+from dicom_pipeline.stack.kafka import KafkaService
+from tests.helpers import KafkaTap
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +34,38 @@ def orthanc(stack_settings: Settings) -> Iterator[httpx.Client]:
         timeout=30,
     ) as client:
         yield client
+
+
+@pytest.fixture()
+def kafka_stopped(stack_settings: Settings) -> Iterator[KafkaService]:
+    """The stack's broker stopped for the test, and started again whatever happens."""
+    kafka = KafkaService(Stack.from_settings(stack_settings).layout)
+    kafka.stop()
+    try:
+        yield kafka
+    finally:
+        if kafka.running_pid() is None:
+            kafka.start()
+
+
+@pytest.fixture()
+def runtime_env(stack_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Change settings through the environment for one test; adapters are rebuilt around it."""
+    reset_runtime()
+    yield monkeypatch
+    monkeypatch.undo()
+    reset_runtime()
+
+
+@pytest.fixture()
+def events(stack_settings: Settings) -> Iterator[KafkaTap]:
+    tap = KafkaTap(stack_settings, stack_settings.kafka_topic)
+    yield tap
+    tap.close()
+
+
+@pytest.fixture()
+def dead_letters(stack_settings: Settings) -> Iterator[KafkaTap]:
+    tap = KafkaTap(stack_settings, stack_settings.kafka_dlq_topic)
+    yield tap
+    tap.close()

@@ -139,3 +139,14 @@ def stored_sop_uids(study_uid: str) -> set[str]:
         uid=study_uid,
     )
     return {row[0] for row in rows}
+
+
+def wait_for_stable(settings: Settings, orthanc_id: str, timeout: float = 30.0) -> None:
+    """Orthanc marks a study stable StableAge seconds after its last instance."""
+    deadline = time.monotonic() + timeout
+    with orthanc_client(settings) as client:
+        while time.monotonic() < deadline:
+            if client.get(f"/studies/{orthanc_id}").json().get("IsStable"):
+                return
+            time.sleep(0.5)
+    raise AssertionError(f"study {orthanc_id} did not become stable within {timeout}s")

@@ -168,3 +168,38 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = _now()
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IngestionRequest(Base):
+    """A webhook call, recorded before it is answered, so no accepted request is ever lost."""
+
+    __tablename__ = "ingestion_request"
+    __table_args__ = (Index("ix_ingestion_request_unlaunched", "created_at", postgresql_where=text("run_id IS NULL")),)
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    orthanc_id: Mapped[str] = mapped_column(String(44), index=True)
+    correlation_id: Mapped[str] = mapped_column(String(128))
+    trigger: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # accepted, launched, succeeded, failed
+    run_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    launch_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    study_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class OrthancStudySeen(Base):
+    """What the last successful ingestion saw of a study in Orthanc (for reconciliation).
+
+    Kept apart from `study` so that re-ingesting unchanged content changes no study row.
+    """
+
+    __tablename__ = "orthanc_study_seen"
+
+    orthanc_id: Mapped[str] = mapped_column(String(44), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    last_update: Mapped[str | None] = mapped_column(String(32))
+    seen_at: Mapped[dt.datetime] = _now()

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from dicom_pipeline.db.models import Instance, Outbox, Series, Study, StudyVersion
+from dicom_pipeline.db.models import Instance, OrthancStudySeen, Outbox, Series, Study, StudyVersion
 from dicom_pipeline.db.study_event import build_study_event
 from dicom_pipeline.domain.content import content_hash, diff_content, study_event_id
 from dicom_pipeline.domain.events import EventEnvelope, StudyEventContext
@@ -154,6 +154,21 @@ def enqueue_event(session: Session, envelope: EventEnvelope, *, study_uid: str |
             study_instance_uid=study_uid,
             event_date=event_date,
             publish_attempts=0,
+        )
+    )
+
+
+def record_orthanc_seen(session: Session, orthanc_id: str, study_uid: str, last_update: str | None) -> None:
+    """Remember Orthanc's LastUpdate as of this ingestion, so reconciliation can skip the study."""
+    statement = insert(OrthancStudySeen).values(
+        orthanc_id=orthanc_id, study_instance_uid=study_uid, last_update=last_update
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["orthanc_id"],
+            set_={"study_instance_uid": study_uid, "last_update": last_update, "seen_at": func.now()},
+            # An older run finishing late must not move the mark backwards.
+            where=(OrthancStudySeen.last_update.is_(None)) | (OrthancStudySeen.last_update <= last_update),
         )
     )
 

@@ -12,6 +12,7 @@ from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_orthanc_id
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
+from dicom_pipeline.ingestion.requests import request_failed
 from dicom_pipeline.runtime import get_runtime
 
 
@@ -29,6 +30,7 @@ def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
             return
     orthanc_id = run.tags.get(tags.ORTHANC_ID)
     message = context.failure_event.message or "run failed before any step could report"
+    request_failed(runtime, run.tags.get(tags.REQUEST_ID), message)
     write_dead_letter(
         runtime,
         DeadLetterInput(

@@ -11,6 +11,7 @@ from dicom_pipeline.defs import tags
 from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_orthanc_id
 from dicom_pipeline.errors import PipelineError
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
+from dicom_pipeline.ingestion.requests import request_failed
 from dicom_pipeline.runtime import get_runtime
 
 
@@ -44,8 +45,11 @@ def dead_letter_on_failure(context: dg.HookContext) -> None:
     run_tags = dict(run.tags) if run is not None else {}
     op_config = _extract_config(run.run_config if run is not None else {})
     exc = _root_cause(context.op_exception)
+    runtime = get_runtime()
+    error = f"{type(exc).__name__}: {exc}" if exc is not None else "no exception recorded"
+    request_failed(runtime, run_tags.get(tags.REQUEST_ID), f"{context.op.name} failed: {error}")
     write_dead_letter(
-        get_runtime(),
+        runtime,
         DeadLetterInput(
             correlation_id=correlation_id_or_new(run_tags.get(tags.CORRELATION_ID) or op_config.get("correlation_id")),
             trigger=run_tags.get(tags.TRIGGER) or op_config.get("trigger"),

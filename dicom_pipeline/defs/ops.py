@@ -20,6 +20,7 @@ from dicom_pipeline.domain.metadata import ExtractedStudy
 from dicom_pipeline.errors import PermanentError
 from dicom_pipeline.ingestion.extract import extract_study as extract_study_step
 from dicom_pipeline.ingestion.persist import persist_study_version
+from dicom_pipeline.ingestion.requests import request_succeeded
 from dicom_pipeline.ingestion.store import store_raw as store_raw_step
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.logs import bound_correlation_id, configure_logging
@@ -129,5 +130,6 @@ def publish_event(
         "correlation_id": persisted.correlation_id,
         "events_published": result.published,
     }
+    request_succeeded(runtime, context.run.tags.get(tags.REQUEST_ID), outcome)
     context.log.info(f"published {result.published} event(s) for {outcome.study_instance_uid}")
     return dg.Output(summary, metadata={k: str(v) for k, v in summary.items()})

@@ -4,6 +4,7 @@ STUDY_UID = "dicom/study_uid"
 ORTHANC_ID = "dicom/orthanc_id"
 CORRELATION_ID = "dicom/correlation_id"
 TRIGGER = "dicom/trigger"
+REQUEST_ID = "dicom/request_id"
 
 
 def study_run_tags(orthanc_id: str, correlation_id: str, trigger: str, study_uid: str | None = None) -> dict[str, str]:

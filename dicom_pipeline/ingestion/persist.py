@@ -6,7 +6,7 @@ import shutil
 
 from dicom_pipeline.db.dead_letters import resolve_dead_letters
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.repository import VersionOutcome, record_study_version
+from dicom_pipeline.db.repository import VersionOutcome, record_orthanc_seen, record_study_version
 from dicom_pipeline.domain.events import StudyEventContext
 from dicom_pipeline.domain.metadata import ExtractedStudy
 from dicom_pipeline.runtime import Runtime
@@ -16,6 +16,7 @@ def persist_study_version(runtime: Runtime, extracted: ExtractedStudy, context: 
     with transaction(runtime.engine) as session:
         outcome = record_study_version(session, extracted, context)
         resolve_dead_letters(session, extracted.study_instance_uid, extracted.orthanc_id)
+        record_orthanc_seen(session, extracted.orthanc_id, extracted.study_instance_uid, extracted.orthanc_last_update)
     discard_staging(extracted)
     return outcome
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from dicom_pipeline.domain.events import validate_payload
@@ -11,7 +9,6 @@ from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.control import Stack
 from dicom_pipeline.stack.kafka import KafkaService
 from dicom_pipeline.storage.local import LocalRawStore
 from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, upload
@@ -97,17 +94,6 @@ def test_minimal_phi_profile_event_has_no_patient_name_or_birth_date(
     assert query(
         "SELECT patient_name, patient_birth_date_raw FROM study WHERE study_instance_uid = :uid", uid=spec.study_uid
     ) == [(spec.patient_name, "19700101")]
-
-
-@pytest.fixture()
-def kafka_stopped(stack_settings: Settings) -> Iterator[KafkaService]:
-    kafka = KafkaService(Stack.from_settings(stack_settings).layout)
-    kafka.stop()
-    try:
-        yield kafka
-    finally:
-        if kafka.running_pid() is None:
-            kafka.start()
 
 
 def test_kafka_down_keeps_event_in_outbox_and_relay_publishes_it_once(

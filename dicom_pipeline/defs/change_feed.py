@@ -1,0 +1,67 @@
+"""The change-feed sensor: one ingest_study run per StableStudy change in Orthanc."""
+
+import dagster as dg
+
+from dicom_pipeline.defs import tags
+from dicom_pipeline.defs.jobs import ingest_study
+from dicom_pipeline.defs.reconcile import reconcile
+from dicom_pipeline.domain.identifiers import new_correlation_id
+from dicom_pipeline.errors import OrthancUnavailable
+from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
+from dicom_pipeline.runtime import get_runtime
+from dicom_pipeline.settings import get_settings
+
+PAGE_SIZE = 1000
+MAX_PAGES_PER_TICK = 10
+
+
+class ChangeFeedUnavailable(Exception):
+    """The tick fails (visibly) and the cursor stays where it was."""
+
+
+@dg.sensor(
+    jobs=[ingest_study, reconcile],
+    minimum_interval_seconds=5,
+    default_status=(
+        dg.DefaultSensorStatus.RUNNING if get_settings().change_feed_sensor else dg.DefaultSensorStatus.STOPPED
+    ),
+    description="Follows Orthanc /changes and requests an ingest_study run for each StableStudy.",
+)
+def orthanc_change_feed(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    cursor = FeedCursor.parse(context.cursor)
+    runtime = get_runtime()
+    try:
+        with runtime.orthanc() as orthanc:
+            plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK)
+    except OrthancUnavailable as exc:
+        raise ChangeFeedUnavailable(f"Orthanc is unavailable ({exc}); the cursor stays at {cursor.seq}") from exc
+
+    run_requests = []
+    for orthanc_id, seq in sorted(plan.stable_studies.items(), key=lambda item: item[1]):
+        correlation_id = new_correlation_id()
+        run_requests.append(
+            dg.RunRequest(
+                # The sequence is part of the key: a later StableStudy of the same study (new
+                # instances) is a new run; versioning makes a repeat harmless.
+                run_key=f"{orthanc_id}:{seq}",
+                job_name=ingest_study.name,
+                run_config=tags.study_run_config(orthanc_id, correlation_id, "sensor"),
+                tags=tags.study_run_tags(orthanc_id, correlation_id, "sensor"),
+            )
+        )
+    if plan.reconcile_reason is not None:
+        context.log.warning(f"change feed cannot be trusted ({plan.reconcile_reason}); running reconciliation")
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"reconcile:{cursor.seq}:{plan.next_seq}",
+                job_name=reconcile.name,
+                tags={"dicom/reconcile_reason": plan.reconcile_reason[:200]},
+            )
+        )
+    next_cursor = FeedCursor(seq=plan.next_seq).dump()
+    if not run_requests:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason(f"no new stable study in {plan.changes_read} change(s) after seq {cursor.seq}"),
+            cursor=next_cursor,
+        )
+    return dg.SensorResult(run_requests=run_requests, cursor=next_cursor)

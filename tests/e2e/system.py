@@ -1,0 +1,175 @@
+"""Dagster webserver + daemon and the webhook as real processes, on a fresh Dagster database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg2
+from psycopg2 import sql
+
+from dicom_pipeline.settings import Settings
+from dicom_pipeline.stack.layout import DB_USER, StackLayout
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+E2E_DB = "dagster_e2e"
+
+
+def fresh_dagster_database(settings: Settings) -> str:
+    """A new, empty Dagster instance database: no sensor cursor or run history from before."""
+    layout = StackLayout(settings)
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=settings.postgres_port,
+        user="postgres",
+        password=layout.secrets().postgres_superuser_password,
+        dbname="postgres",
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(E2E_DB)))
+        cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(E2E_DB), sql.Identifier(DB_USER)))
+    conn.close()
+    return layout.database_url(E2E_DB)
+
+
+@dataclass
+class System:
+    settings: Settings
+    home: Path
+    env: dict[str, str]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.webhook_port}"
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.dagster_port}"
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.processes[name] = subprocess.Popen(
+            argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def start_dagster(self, daemon: bool = True) -> None:
+        self._start(
+            "webserver",
+            [
+                str(BIN / "dagster-webserver"),
+                "-w",
+                "workspace.yaml",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.settings.dagster_port),
+            ],
+        )
+        if daemon:
+            self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+        _wait_http(f"{self.dagster_url}/server_info", 120, "Dagster webserver")
+
+    def start_webhook(self) -> None:
+        self._start(
+            "webhook",
+            [
+                str(BIN / "uvicorn"),
+                "--factory",
+                "webhook.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.webhook_port),
+            ],
+        )
+        _wait_http(f"{self.webhook_url}/health", 60, "webhook")
+
+    def stop(self, *names: str) -> None:
+        for name in names or list(self.processes):
+            process = self.processes.pop(name, None)
+            if process is None:
+                continue
+            with _suppress_lookup():
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                with _suppress_lookup():
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.home.glob("*.log"))
+
+
+@contextmanager
+def _suppress_lookup() -> Iterator[None]:
+    with suppress(ProcessLookupError):
+        yield
+
+
+def _wait_http(url: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not answer {url} within {timeout}s")
+
+
+@contextmanager
+def running_system(settings: Settings, tmp: Path, *, sensor: bool) -> Iterator[System]:
+    home = tmp / "dagster_home"
+    home.mkdir(parents=True)
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = dict(os.environ)
+    env.update(_stack_env(settings))
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "DICOM_PIPELINE_DAGSTER_DATABASE_URL": fresh_dagster_database(settings),
+            "DICOM_PIPELINE_CHANGE_FEED_SENSOR": "true" if sensor else "false",
+            "DICOM_PIPELINE_DAGSTER_URL": f"http://127.0.0.1:{settings.dagster_port}",
+        }
+    )
+    system = System(settings, home, env)
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+def _stack_env(settings: Settings) -> dict[str, str]:
+    path = StackLayout(settings).env_path
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return dict(pairs)
+
+
+def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.5) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate() if callable(predicate) else predicate
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def as_json(response: httpx.Response) -> dict[str, object]:
+    return dict(json.loads(response.text))

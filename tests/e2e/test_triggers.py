@@ -1,0 +1,174 @@
+"""Both triggers end to end: Orthanc -> webhook / change feed -> Dagster daemon -> Kafka."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dicom_pipeline.seed.runner import orthanc_client
+from dicom_pipeline.settings import Settings
+from tests.e2e.system import System, running_system, wait_for
+from tests.helpers import KafkaTap, query, seed_one
+
+pytestmark = pytest.mark.e2e
+
+RUN_TIMEOUT = 180  # a hang guard only: a run normally lands within seconds
+
+
+def _clear_change_log(settings: Settings) -> None:
+    """Earlier tests' changes are not this system's business: start the feed from now."""
+    with orthanc_client(settings) as client:
+        client.delete("/changes").raise_for_status()
+
+
+def _versions(study_uid: str) -> list[tuple[int, str, str]]:
+    return [
+        tuple(r)
+        for r in query(
+            "SELECT v.version, v.trigger, v.correlation_id FROM study_version v JOIN study s ON s.id = v.study_id "
+            "WHERE s.study_instance_uid = :uid ORDER BY v.version",
+            uid=study_uid,
+        )
+    ]
+
+
+def _all_requests_finished(orthanc_id: str) -> bool:
+    states = [r[0] for r in query("SELECT status FROM ingestion_request WHERE orthanc_id = :id", id=orthanc_id)]
+    return bool(states) and all(state in ("succeeded", "failed") for state in states)
+
+
+def _auth(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.webhook_token.get_secret_value()}"}
+
+
+@pytest.fixture(scope="module")
+def webhook_system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """Sensor stopped: the webhook is the only trigger."""
+    _clear_change_log(stack_settings)
+    with running_system(stack_settings, Path(tmp_path_factory.mktemp("webhook-system")), sensor=False) as system:
+        yield system
+
+
+def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_up(
+    stack_settings: Settings, webhook_system: System, events: KafkaTap
+) -> None:
+    webhook_system.start_webhook()
+    seeded, spec = seed_one(stack_settings, modality="DX")
+    response = httpx.post(
+        f"{webhook_system.webhook_url}/api/v1/ingestion/studies",
+        json={"ID": seeded.orthanc_id},
+        headers={**_auth(stack_settings), "X-Correlation-ID": "e2e-dagster-down"},
+        timeout=10,
+    )
+    assert response.status_code == 202
+    request_id = response.json()["request_id"]
+    state = httpx.get(
+        f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings)
+    ).json()
+    assert state["status"] == "accepted" and state["run_id"] is None
+
+    webhook_system.start_dagster()
+
+    def finished() -> dict[str, object] | None:
+        body = httpx.get(
+            f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings)
+        ).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    final = wait_for(finished, RUN_TIMEOUT, "the request to finish")
+    assert isinstance(final, dict)
+    assert final["status"] == "succeeded" and final["run_id"] and final["study_instance_uid"] == spec.study_uid
+    # Orthanc's own Lua call also reached the webhook: still one version.
+    assert [v[0] for v in _versions(spec.study_uid)] == [1]
+    assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
+
+
+def test_webhook_path_alone_ingests_a_seeded_study(
+    stack_settings: Settings, webhook_system: System, events: KafkaTap
+) -> None:
+    seeded, spec = seed_one(stack_settings, series=2, instances=2)
+    # Orthanc's OnStableStudy Lua script is the only caller here.
+    wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "the webhook-triggered version")
+    assert _versions(spec.study_uid)[0][:2] == (1, "webhook")
+    wait_for(lambda: _all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "the webhook request to finish")
+    message = events.read(expected=1, key=spec.study_uid)[0]
+    request = query(
+        "SELECT correlation_id FROM ingestion_request WHERE orthanc_id = :id AND status = 'succeeded'",
+        id=seeded.orthanc_id,
+    )
+    assert message.headers["correlation_id"] in {r[0] for r in request}
+
+
+def test_well_formed_unknown_study_id_ends_failed_with_a_dead_letter(
+    stack_settings: Settings, webhook_system: System
+) -> None:
+    unknown = "ffffffff-ffffffff-ffffffff-ffffffff-00000001"
+    response = httpx.post(
+        f"{webhook_system.webhook_url}/api/v1/ingestion/studies",
+        json={"ID": unknown},
+        headers=_auth(stack_settings),
+        timeout=10,
+    )
+    request_id = response.json()["request_id"]
+
+    def finished() -> dict[str, object] | None:
+        body = httpx.get(
+            f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings)
+        ).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    final = wait_for(finished, RUN_TIMEOUT, "the request to fail")
+    assert isinstance(final, dict) and final["status"] == "failed"
+    assert "OrthancError" in str(final["error"])
+    assert query("SELECT failed_op, error_type FROM dead_letter WHERE run_id = :run", run=final["run_id"]) == [
+        ("extract_study", "OrthancError")
+    ]
+
+
+@pytest.fixture(scope="module")
+def full_system(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory, webhook_system: System
+) -> Iterator[System]:
+    """Sensor running and webhook up: both triggers at once."""
+    webhook_system.stop()
+    _clear_change_log(stack_settings)
+    with running_system(stack_settings, Path(tmp_path_factory.mktemp("full-system")), sensor=True) as system:
+        system.start_dagster()
+        system.start_webhook()
+        yield system
+
+
+def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
+    stack_settings: Settings, full_system: System, events: KafkaTap
+) -> None:
+    seeded, spec = seed_one(stack_settings, series=1, instances=3)
+    url = f"{full_system.webhook_url}/api/v1/ingestion/studies"
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(url, json={"ID": seeded.orthanc_id}, headers=_auth(stack_settings), timeout=10),
+                range(10),
+            )
+        )
+    assert [a.status_code for a in answers] == [202] * 10
+
+    wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "a version")
+    # Let every launched run (10 webhook, 1 Lua, 1 sensor) finish before counting.
+    wait_for(lambda: _all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT * 2, "all webhook requests to finish")
+    assert [v[0] for v in _versions(spec.study_uid)] == [1]
+    assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
+
+
+def test_sensor_path_alone_ingests_a_seeded_study(
+    stack_settings: Settings, full_system: System, events: KafkaTap
+) -> None:
+    full_system.stop("webhook")  # Orthanc's Lua call now fails: only the change feed remains
+    _seeded, spec = seed_one(stack_settings, modality="CR")
+    wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "the sensor-triggered version")
+    assert _versions(spec.study_uid)[0][:2] == (1, "sensor")
+    message = events.read(expected=1, key=spec.study_uid)[0]
+    assert message.value["trigger"] == "sensor"

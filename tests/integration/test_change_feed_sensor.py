@@ -1,0 +1,113 @@
+"""The change-feed sensor evaluated against the real Orthanc, and reconciliation."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from dicom_pipeline.defs.change_feed import ChangeFeedUnavailable, orthanc_change_feed
+from dicom_pipeline.ingestion.batch import ingest_studies
+from dicom_pipeline.ingestion.change_feed import FeedCursor
+from dicom_pipeline.ingestion.reconcile import find_stale_studies
+from dicom_pipeline.runtime import get_runtime, reset_runtime
+from dicom_pipeline.seed.runner import orthanc_client
+from dicom_pipeline.settings import Settings
+from tests.helpers import add_instances, ingest, query, seed_one, wait_for_stable
+
+pytestmark = pytest.mark.integration
+
+
+def _last_seq() -> int:
+    with get_runtime().orthanc() as orthanc:
+        return int(orthanc.last_change()["Last"])
+
+
+def _evaluate(cursor: str | None) -> dg.SensorResult:
+    with dg.instance_for_test() as instance:
+        result = orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=cursor))
+    assert isinstance(result, dg.SensorResult)
+    return result
+
+
+def test_sensor_requests_one_run_per_stable_study_with_sequence_in_run_key(stack_settings: Settings) -> None:
+    start = FeedCursor(_last_seq()).dump()
+    seeded, _ = seed_one(stack_settings, modality="DX")
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+
+    result = _evaluate(start)
+
+    requests = [r for r in result.run_requests or [] if r.tags.get("dicom/orthanc_id") == seeded.orthanc_id]
+    assert len(requests) == 1
+    request = requests[0]
+    assert request.run_key is not None and request.run_key.startswith(f"{seeded.orthanc_id}:")
+    assert request.tags["dicom/trigger"] == "sensor" and request.tags["dicom/correlation_id"]
+    assert request.run_config["ops"]["extract_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
+    assert json.loads(result.cursor or "{}")["seq"] >= int(request.run_key.split(":")[1])
+
+
+def test_later_stable_study_of_the_same_study_gets_a_new_run_key(stack_settings: Settings) -> None:
+    seeded, spec = seed_one(stack_settings, series=1, instances=1)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    first = _evaluate(FeedCursor(0).dump())
+    key_one = next(r.run_key for r in first.run_requests or [] if r.tags["dicom/orthanc_id"] == seeded.orthanc_id)
+
+    add_instances(stack_settings, spec, per_series=2)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    second = _evaluate(first.cursor)
+    keys_two = [r.run_key for r in second.run_requests or [] if r.tags["dicom/orthanc_id"] == seeded.orthanc_id]
+    assert len(keys_two) == 1 and keys_two[0] != key_one
+
+
+def test_sensor_skips_saying_why_when_nothing_is_new(stack_settings: Settings) -> None:
+    result = _evaluate(FeedCursor(_last_seq()).dump())
+    assert not result.run_requests
+    assert result.skip_reason is not None and "no new stable study" in (result.skip_reason.skip_message or "")
+
+
+def test_sensor_asks_for_reconciliation_when_orthanc_sequence_went_back(stack_settings: Settings) -> None:
+    result = _evaluate(FeedCursor(_last_seq() + 10_000).dump())
+    jobs = [r.job_name for r in result.run_requests or []]
+    assert jobs == ["reconcile"]
+
+
+def test_orthanc_unreachable_fails_the_tick_without_moving_the_cursor(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DICOM_PIPELINE_ORTHANC_URL", "http://127.0.0.1:9")  # nothing listens on discard
+    reset_runtime()
+    try:
+        with dg.instance_for_test() as instance, pytest.raises(ChangeFeedUnavailable, match="cursor stays at 7"):
+            orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=FeedCursor(7).dump()))
+    finally:
+        monkeypatch.undo()
+        reset_runtime()
+
+
+def test_reconciliation_finds_a_study_no_trigger_announced_and_ingests_it(stack_settings: Settings) -> None:
+    # Seeded while no webhook or sensor runs, and the change log cleared, as if both were lost.
+    seeded, spec = seed_one(stack_settings, modality="CR")
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    with orthanc_client(stack_settings) as client:
+        client.delete("/changes").raise_for_status()
+
+    stale = {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}
+    assert stale.get(seeded.orthanc_id) == "missing"
+
+    report = ingest_studies(get_runtime(), [seeded.orthanc_id], trigger="reconcile", run_id=None)
+    assert report.as_dict()["created"] == 1
+    assert query(
+        "SELECT trigger FROM study_version v JOIN study s ON s.id = v.study_id WHERE s.study_instance_uid = :uid",
+        uid=spec.study_uid,
+    ) == [("reconcile",)]
+    assert seeded.orthanc_id not in {s.orthanc_id for s in find_stale_studies(get_runtime())}
+
+
+def test_reconciliation_skips_up_to_date_studies_and_finds_changed_ones(stack_settings: Settings) -> None:
+    seeded, spec = seed_one(stack_settings, series=1, instances=1)
+    ingest(seeded.orthanc_id)
+    assert seeded.orthanc_id not in {s.orthanc_id for s in find_stale_studies(get_runtime())}
+    add_instances(stack_settings, spec, per_series=2)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    assert {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}.get(seeded.orthanc_id) == "changed"

@@ -1,0 +1,105 @@
+"""Turns accepted requests into ingest_study runs through Dagster's GraphQL API.
+
+Requests are durable in PostgreSQL before the webhook answers. A background loop in the
+service claims requests that have no run yet (SKIP LOCKED, so replicas never race) and
+submits them; when Dagster is down they simply wait for the next attempt. A request is
+woken at once after it is accepted, so the usual latency is one GraphQL call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from dagster_graphql import DagsterGraphQLClient
+from sqlalchemy import func
+
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.ingestion_requests import claim_unlaunched
+from dicom_pipeline.defs import tags
+from dicom_pipeline.logs import bound_correlation_id
+from dicom_pipeline.runtime import Runtime
+
+log = logging.getLogger("webhook.launcher")
+
+JOB_NAME = "ingest_study"
+
+
+class RunLauncher:
+    def __init__(self, runtime: Runtime, poll_seconds: float = 2.0) -> None:
+        self.runtime = runtime
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def client(self) -> DagsterGraphQLClient:
+        url = self.runtime.settings.dagster_url.rstrip("/")
+        host, _, port = url.removeprefix("http://").removeprefix("https://").partition(":")
+        return DagsterGraphQLClient(
+            host, port_number=int(port) if port else None, use_https=url.startswith("https://"), timeout=10
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="run-launcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.launch_pending)
+            except Exception:
+                log.exception("launch attempt failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+            self._wake.clear()
+
+    def launch_pending(self, batch: int = 20) -> int:
+        """Submit runs for requests that have none; returns how many were launched."""
+        launched = 0
+        with transaction(self.runtime.engine) as session:
+            requests = claim_unlaunched(session, batch)
+            if not requests:
+                return 0
+            client = self.client()
+            for request in requests:
+                with bound_correlation_id(request.correlation_id):
+                    try:
+                        run_id = client.submit_job_execution(
+                            JOB_NAME,
+                            repository_location_name=self.runtime.settings.dagster_location_name,
+                            repository_name="__repository__",
+                            run_config=tags.study_run_config(
+                                request.orthanc_id, request.correlation_id, request.trigger
+                            ),
+                            tags={
+                                **tags.study_run_tags(request.orthanc_id, request.correlation_id, request.trigger),
+                                tags.REQUEST_ID: str(request.id),
+                            },
+                        )
+                    except Exception as exc:  # noqa: BLE001 - GraphQL, HTTP or connection errors alike
+                        request.launch_attempts += 1
+                        request.error = f"launch failed: {type(exc).__name__}: {str(exc)[:300]}"
+                        log.warning(
+                            "run launch failed", extra={"request_id": str(request.id), "error_type": type(exc).__name__}
+                        )
+                        # Dagster is likely down: leave the rest for the next attempt.
+                        break
+                    request.run_id = run_id
+                    request.status = "launched"
+                    request.error = None
+                    request.updated_at = func.now()
+                    launched += 1
+                    log.info(
+                        "run launched",
+                        extra={"request_id": str(request.id), "run_id": run_id, "orthanc_id": request.orthanc_id},
+                    )
+        return launched

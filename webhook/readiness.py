@@ -1,0 +1,60 @@
+"""Readiness: each dependency checked concurrently with a short timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import text
+
+from dicom_pipeline.runtime import Runtime
+
+TIMEOUT = 2.0
+
+
+def _postgres(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def _orthanc(runtime: Runtime) -> None:
+    with runtime.orthanc() as orthanc:
+        orthanc.system()
+
+
+def _kafka(runtime: Runtime) -> None:
+    admin = AdminClient(
+        {"bootstrap.servers": runtime.settings.kafka_bootstrap_servers, "socket.timeout.ms": 1500, "log_level": 0}
+    )
+    metadata = admin.list_topics(timeout=TIMEOUT)
+    if not metadata.brokers:
+        raise ConnectionError("no Kafka broker answered")
+
+
+def _dagster(runtime: Runtime) -> None:
+    response = httpx.get(f"{runtime.settings.dagster_url.rstrip('/')}/server_info", timeout=TIMEOUT)
+    response.raise_for_status()
+
+
+CHECKS: dict[str, Callable[[Runtime], None]] = {
+    "postgresql": _postgres,
+    "orthanc": _orthanc,
+    "kafka": _kafka,
+    "dagster": _dagster,
+}
+
+
+async def check_dependencies(runtime: Runtime) -> dict[str, str]:
+    """Name -> "ok" or a short reason (never a secret: only the error type and message)."""
+
+    async def run(name: str, check: Callable[[Runtime], None]) -> tuple[str, str]:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(check, runtime), timeout=TIMEOUT + 1)
+        except Exception as exc:  # noqa: BLE001 - every failure is a reason to report
+            return name, f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+        return name, "ok"
+
+    results = await asyncio.gather(*(run(name, check) for name, check in CHECKS.items()))
+    return dict(results)

@@ -1,0 +1,65 @@
+"""POST a study notification; GET what became of it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.ingestion_requests import create_request, get_request
+from dicom_pipeline.logs import correlation_id_var
+from webhook.deps import Authenticated, LauncherDep, RuntimeDep
+from webhook.schemas import AcceptedRequest, ErrorResponse, RequestState, StudyNotification
+
+log = logging.getLogger("webhook.ingestion")
+router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"], dependencies=[Authenticated])
+ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 503)}
+
+
+@router.post("/studies", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedRequest, responses=ERRORS)
+async def notify_study(body: StudyNotification, runtime: RuntimeDep, launcher: LauncherDep) -> AcceptedRequest:
+    """Record the notification durably, then answer 202; the run is launched right after."""
+    correlation_id = correlation_id_var.get() or str(uuid.uuid4())
+
+    def record() -> uuid.UUID:
+        with transaction(runtime.engine) as session:
+            return create_request(session, body.orthanc_id, correlation_id, "webhook").id
+
+    try:
+        request_id = await run_in_threadpool(record)
+    except Exception as exc:
+        log.exception("could not record the request")
+        raise HTTPException(503, "the request could not be recorded; retry later") from exc
+    log.info("study notification accepted", extra={"request_id": str(request_id), "orthanc_id": body.orthanc_id})
+    launcher.wake()
+    return AcceptedRequest(request_id=request_id, correlation_id=correlation_id, status="accepted")
+
+
+@router.get("/studies/{request_id}", response_model=RequestState, responses=ERRORS)
+async def request_state(request_id: uuid.UUID, runtime: RuntimeDep) -> RequestState:
+    def load() -> RequestState | None:
+        with transaction(runtime.engine) as session:
+            row = get_request(session, request_id)
+            if row is None:
+                return None
+            return RequestState(
+                request_id=row.id,
+                orthanc_id=row.orthanc_id,
+                correlation_id=row.correlation_id,
+                status=row.status,  # type: ignore[arg-type]
+                run_id=row.run_id,
+                study_instance_uid=row.study_instance_uid,
+                version=row.version,
+                outcome=row.outcome,
+                error=row.error,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+            )
+
+    state = await run_in_threadpool(load)
+    if state is None:
+        raise HTTPException(404, f"no ingestion request {request_id}")
+    return state

@@ -1,0 +1,66 @@
+"""Request and response models of the webhook API (a contract: see README)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ORTHANC_ID_PATTERN = r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$"
+
+
+class StudyNotification(BaseModel):
+    """What Orthanc's OnStableStudy Lua callback posts."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    orthanc_id: str = Field(
+        alias="ID",
+        pattern=ORTHANC_ID_PATTERN,
+        description="Orthanc's study id",
+        examples=["6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c"],
+    )
+
+
+RequestStatus = Literal["accepted", "launched", "succeeded", "failed"]
+
+
+class AcceptedRequest(BaseModel):
+    request_id: uuid.UUID
+    correlation_id: str
+    status: RequestStatus
+
+
+class RequestState(BaseModel):
+    request_id: uuid.UUID
+    orthanc_id: str
+    correlation_id: str
+    status: RequestStatus
+    run_id: str | None
+    study_instance_uid: str | None
+    version: int | None
+    outcome: str | None = Field(description="created, updated, unchanged or superseded once succeeded")
+    error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    correlation_id: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
