@@ -39,3 +39,11 @@ dev: venv
 
 clean: stack-down
 	rm -rf $(VENV) .stack
+
+bench: venv
+	$(BIN)/dicom-pipeline stack up
+	$(BIN)/python -m bench.run
+
+bench-quick: venv
+	$(BIN)/dicom-pipeline stack up
+	$(BIN)/python -m bench.run --quick

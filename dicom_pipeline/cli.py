@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
@@ -183,6 +184,109 @@ def reconcile(dry_run: bool) -> None:
     click.echo(json.dumps({"found": len(stale), **report.as_dict()}))
     if report.failures:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--from", "date_from", required=True, help="First Study Date (YYYY-MM-DD).")
+@click.option("--to", "date_to", required=True, help="Last Study Date (YYYY-MM-DD), inclusive.")
+def backfill(date_from: str, date_to: str) -> None:
+    """Run the Study Date backfill for each day of the range, with progress and a summary."""
+    from dicom_pipeline.ingestion.backfill import run_backfill
+
+    first, last = _parse_date(date_from), _parse_date(date_to)
+    if last < first:
+        raise click.BadParameter("--to is before --from")
+    totals = run_backfill(first, last, progress=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(totals))
+    if totals["failed"] or totals["failed_partitions"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--from", "date_from", required=True, help="First day (YYYY-MM-DD, UTC) the events were recorded.")
+@click.option("--to", "date_to", required=True, help="Last day, inclusive.")
+@click.option("--study", "study_uid", default=None, help="Only this Study Instance UID.")
+@click.option("--topic", default=None, help="Publish to this topic instead of dicom.metadata.v1.")
+def replay(date_from: str, date_to: str, study_uid: str | None, topic: str | None) -> None:
+    """Re-publish stored events of a date range with their original event ids."""
+    from dicom_pipeline.domain.identifiers import validate_uid
+    from dicom_pipeline.ingestion.replay import replay_events
+    from dicom_pipeline.runtime import get_runtime
+
+    if study_uid is not None:
+        study_uid = validate_uid(study_uid, "--study")
+    report = replay_events(
+        get_runtime(), _parse_date(date_from), _parse_date(date_to), study_uid=study_uid, topic=topic
+    )
+    click.echo(json.dumps({"published": report.published}))
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: inspect and re-drive."""
+
+
+@dlq.command("list")
+@click.option("--all", "include_resolved", is_flag=True, help="Include resolved dead letters.")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_list(include_resolved: bool, as_json: bool) -> None:
+    """Open dead letters (identifiers and reasons only)."""
+    from dicom_pipeline.db.dead_letter_queries import list_dead_letters
+    from dicom_pipeline.db.engine import transaction
+    from dicom_pipeline.runtime import get_runtime
+
+    with transaction(get_runtime().engine) as session:
+        letters = [
+            {
+                "id": d.id,
+                "created_at": d.created_at.isoformat(),
+                "orthanc_id": d.orthanc_id,
+                "study_instance_uid": d.study_instance_uid,
+                "failed_op": d.failed_op,
+                "error_type": d.error_type,
+                "error_message": d.error_message,
+                "attempts": d.attempts,
+                "run_id": d.run_id,
+                "resolved_at": d.resolved_at.isoformat() if d.resolved_at else None,
+            }
+            for d in list_dead_letters(session, include_resolved=include_resolved)
+        ]
+    if as_json:
+        click.echo(json.dumps(letters, indent=2))
+        return
+    for d in letters:
+        click.echo(
+            f"{d['id']:>6}  {str(d['created_at'])[:19]}  {d['orthanc_id'] or '-':<44}  {d['failed_op']:<16}  "
+            f"{d['error_type']}: {str(d['error_message'])[:80]}"
+        )
+    click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@dlq.command("redrive")
+@click.option("--id", "letter_id", type=int, default=None, help="One dead letter.")
+@click.option("--all", "redrive_all", is_flag=True, help="Every open dead letter.")
+def dlq_redrive(letter_id: int | None, redrive_all: bool) -> None:
+    """Ingest the dead-lettered studies again; each letter is resolved once its study ingests."""
+    from dicom_pipeline.ingestion.redrive import redrive_dead_letters
+
+    if (letter_id is None) == (not redrive_all):
+        raise click.UsageError("give exactly one of --id ID or --all")
+    results = redrive_dead_letters(letter_id)
+    failed = 0
+    for result in results:
+        failed += result["status"] == "failed"
+        click.echo(json.dumps(result))
+    if failed:
+        sys.exit(1)
+
+
+@main.command("dagster-home")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+def dagster_home(folder: Path) -> None:
+    """Write a DAGSTER_HOME: PostgreSQL storage if DICOM_PIPELINE_DAGSTER_DATABASE_URL is set, else SQLite."""
+    from dicom_pipeline.dagster_home import write_dagster_home
+
+    click.echo(str(write_dagster_home(folder)))
 
 
 @main.group()

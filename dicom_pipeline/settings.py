@@ -69,6 +69,8 @@ class Settings(BaseSettings):
 
     # Ingestion.
     download_concurrency: int = Field(default=4, ge=1, le=64)
+    backfill_concurrency: int = Field(default=4, ge=1, le=64)
+    backfill_start_date: str = Field(default="2000-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
     event_phi_profile: Literal["full", "minimal"] = "full"
     phi_hash_key: SecretStr = SecretStr("")
 

@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from dicom_pipeline.db.repository import VersionOutcome
-from dicom_pipeline.defs import tags
+from dicom_pipeline.defs import lineage, tags
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import correlation_id_or_new, validate_orthanc_id
 from dicom_pipeline.domain.metadata import ExtractedStudy
@@ -89,6 +89,18 @@ def store_raw(context: dg.OpExecutionContext, work: StudyWork, ingestion: Ingest
     runtime = ingestion.runtime()
     with bound_correlation_id(work.correlation_id):
         report = run_step(lambda: store_raw_step(runtime, work.extracted))
+    if report.written:
+        context.log_event(
+            dg.AssetMaterialization(
+                lineage.RAW_STORE,
+                metadata={
+                    "study_uid": work.extracted.study_instance_uid,
+                    "objects_written": report.written,
+                    "bytes_written": report.bytes_written,
+                    "correlation_id": work.correlation_id,
+                },
+            )
+        )
     context.log.info(
         f"stored {report.written} object(s), {report.unchanged} already identical, "
         f"{report.bytes_written} bytes (correlation_id={work.correlation_id})"
@@ -107,6 +119,20 @@ def persist_metadata(context: dg.OpExecutionContext, work: StudyWork, ingestion:
             )
         )
         outcome = run_step(lambda: persist_study_version(runtime, work.extracted, event_context))
+    if outcome.status in ("created", "updated"):
+        context.log_event(
+            dg.AssetMaterialization(
+                lineage.METADATA_TABLES,
+                metadata={
+                    "study_uid": outcome.study_instance_uid,
+                    "version": outcome.version,
+                    "status": outcome.status,
+                    "instances": outcome.number_of_instances,
+                    "added": outcome.added,
+                    "correlation_id": work.correlation_id,
+                },
+            )
+        )
     context.log.info(
         f"study {outcome.study_instance_uid} {outcome.status}: version {outcome.version}, "
         f"{outcome.added} added, {outcome.removed} removed (correlation_id={work.correlation_id})"
@@ -130,6 +156,18 @@ def publish_event(
         "correlation_id": persisted.correlation_id,
         "events_published": result.published,
     }
+    if result.published:
+        context.log_event(
+            dg.AssetMaterialization(
+                lineage.EVENTS_TOPIC,
+                metadata={
+                    "study_uid": outcome.study_instance_uid,
+                    "version": outcome.version,
+                    "event_id": outcome.event_id or "",
+                    "events_published": result.published,
+                },
+            )
+        )
     request_succeeded(runtime, context.run.tags.get(tags.REQUEST_ID), outcome)
     context.log.info(f"published {result.published} event(s) for {outcome.study_instance_uid}")
     return dg.Output(summary, metadata={k: str(v) for k, v in summary.items()})

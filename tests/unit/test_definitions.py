@@ -44,3 +44,21 @@ def test_permanent_errors_fail_without_retries_and_transient_ones_propagate() ->
 
     with pytest.raises(OrthancUnavailable):
         run_step(transient)
+
+
+def test_asset_graph_draws_orthanc_to_storage_postgres_and_kafka() -> None:
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey
+    assert graph.get(key(["storage", "raw_dicom"])).parent_keys == {key(["orthanc", "studies"])}
+    assert graph.get(key(["postgres", "study_metadata"])).parent_keys == {
+        key(["orthanc", "studies"]),
+        key(["storage", "raw_dicom"]),
+    }
+    assert graph.get(key(["kafka", "dicom_metadata_v1"])).parent_keys == {key(["postgres", "study_metadata"])}
+    assert key(["kafka", "dicom_metadata_dlq"]) in graph.get_all_asset_keys()
+
+
+def test_backfill_job_is_daily_partitioned_on_study_date_with_low_priority() -> None:
+    job = defs.resolve_job_def("backfill_by_study_date")
+    assert isinstance(job.partitions_def, dg.DailyPartitionsDefinition)
+    assert job.tags["dagster/priority"] == "-1"

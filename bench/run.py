@@ -1,0 +1,38 @@
+"""`make bench` / `make bench-quick`: every figure printed and appended to bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.archive import backfill_rate, sensor_tick
+from bench.common import record
+from bench.throughput import memory, throughput
+from dicom_pipeline.settings import get_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes in all")
+    args = parser.parse_args()
+    settings = get_settings()
+    seed = int(time.time())
+    quick = args.quick
+    rows: list[tuple[str, str]] = []
+    notes: list[str] = []
+
+    throughput_rows, figures = throughput(settings, 120 if quick else 600, seed)
+    rows += throughput_rows
+    rows += memory(settings, [100, 400] if quick else [500, 2000], seed)
+    rows += backfill_rate(settings, 200 if quick else 1000, seed)
+    rows += sensor_tick(settings, 2000 if quick else 10_000, seed + 7)
+    notes.append("ratios compare against a baseline measured in the same run (curl; small archive)")
+    notes.append(f"Orthanc StableAge (not part of these figures): {settings.orthanc_stable_age} s")
+    if figures["ratio"] < 0.5:
+        notes.append("throughput target not met: see the profile section of RESULTS.md")
+    text = record("bench-quick" if quick else "bench", rows, notes)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

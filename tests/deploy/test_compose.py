@@ -1,0 +1,55 @@
+"""docker-compose.yml parses and interpolates (docker-compose 1.29 `config`, no engine needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "ORTHANC_PASSWORD": "orthanc-secret", "WEBHOOK_TOKEN": "t" * 32}
+
+
+def _compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: apt-get install -y docker-compose (.ci/run installs it)"
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    return subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=REPO,
+    )
+
+
+def test_compose_file_interpolates_with_required_secrets() -> None:
+    result = _compose(SECRETS)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert {
+        "postgres",
+        "kafka",
+        "orthanc",
+        "dagster-code",
+        "dagster-webserver",
+        "dagster-daemon",
+        "webhook",
+        "migrate",
+    } <= set(services)
+    assert services["webhook"]["environment"]["DICOM_PIPELINE_WEBHOOK_TOKEN"] == "t" * 32
+    assert services["dagster-webserver"]["depends_on"]["dagster-code"]["condition"] == "service_healthy"
+    for name in ("postgres", "kafka", "orthanc", "dagster-code", "dagster-webserver", "webhook"):
+        assert "healthcheck" in services[name], name
+
+
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_run_without_a_required_secret(missing: str) -> None:
+    result = _compose({k: v for k, v in SECRETS.items() if k != missing})
+    assert result.returncode != 0
+    assert f"set {missing}" in result.stderr
