@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
+import httpx
 
 from dicom_pipeline.defs.backfill import backfill_by_study_date
 from dicom_pipeline.defs.change_feed import orthanc_change_feed
@@ -25,8 +26,19 @@ def seed_small_studies(settings: Settings, count: int, dates: tuple[dt.date, ...
     plan = SeedPlan(studies=count, modalities=("CR",), rows=8, columns=8, dates=dates, seed=seed)
     bodies = (dataset_bytes(next(build_instances(spec, seed))) for spec in plan_studies(plan))
     with orthanc_client(settings) as client, ThreadPoolExecutor(4) as pool:
-        for response in pool.map(lambda body: client.post("/instances", content=body), bodies):
+        for response in pool.map(lambda body: _post_instance(client, body), bodies):
             response.raise_for_status()
+
+
+def _post_instance(client: httpx.Client, body: bytes) -> httpx.Response:
+    # Orthanc sometimes closes a kept-alive connection under load; one retry is enough.
+    for attempt in range(3):
+        try:
+            return client.post("/instances", content=body)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def study_count(settings: Settings) -> int:

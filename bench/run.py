@@ -11,6 +11,12 @@ from bench.throughput import memory, throughput
 from dicom_pipeline.settings import get_settings
 
 
+def show(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    for name, value in rows:
+        print(f"{name}: {value}", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes in all")
@@ -22,10 +28,10 @@ def main() -> None:
     notes: list[str] = []
 
     throughput_rows, figures = throughput(settings, 120 if quick else 600, seed)
-    rows += throughput_rows
-    rows += memory(settings, [100, 400] if quick else [500, 2000], seed)
-    rows += backfill_rate(settings, 200 if quick else 1000, seed)
-    rows += sensor_tick(settings, 2000 if quick else 10_000, seed + 7)
+    rows += show(throughput_rows)
+    rows += show(memory(settings, [100, 400] if quick else [500, 2000], seed))
+    rows += show(backfill_rate(settings, 200 if quick else 1000, seed))
+    rows += show(sensor_tick(settings, 2000 if quick else 10_000, seed + 7))
     notes.append("ratios compare against a baseline measured in the same run (curl; small archive)")
     notes.append(f"Orthanc StableAge (not part of these figures): {settings.orthanc_stable_age} s")
     if figures["ratio"] < 0.5:

@@ -17,5 +17,7 @@ defs = dg.Definitions(
     jobs=[ingest_study, outbox_relay, reconcile, backfill_by_study_date],
     schedules=[outbox_relay_schedule, reconcile_schedule],
     sensors=[orthanc_change_feed, dead_letter_backstop],
-    resources={"ingestion": IngestionResource()},
+    # Op outputs (which hold patient names from the headers) stay in memory: nothing with
+    # PHI is pickled into Dagster's storage. Re-execute a study run as a whole.
+    resources={"ingestion": IngestionResource(), "io_manager": dg.mem_io_manager},
 )

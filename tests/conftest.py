@@ -69,3 +69,22 @@ def dead_letters(stack_settings: Settings) -> Iterator[KafkaTap]:
     tap = KafkaTap(stack_settings, stack_settings.kafka_dlq_topic)
     yield tap
     tap.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def captured_pipeline_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every log line the project writes during the suite, for the PHI/secret audit at the end."""
+    import logging
+
+    from dicom_pipeline.logs import JsonFormatter
+
+    handler = logging.FileHandler(tmp_path_factory.getbasetemp() / "pipeline-json.log", encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    loggers = [logging.getLogger(name) for name in ("dicom_pipeline", "webhook")]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield
+    for logger in loggers:
+        logger.removeHandler(handler)
+    handler.close()

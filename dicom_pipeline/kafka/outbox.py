@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select, update
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.models import Outbox
+from dicom_pipeline.db.models import DeadLetter, Outbox
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.errors import EventPublishError
 from dicom_pipeline.kafka.producer import EventProducer
@@ -50,9 +50,27 @@ def publish_pending_events(
             report = producer.send(
                 [EventEnvelope(str(r.event_id), r.topic, r.message_key, r.payload, r.headers) for r in rows]
             )
-            delivered_ids = [r.id for r in rows if str(r.event_id) in report.delivered]
-            if delivered_ids:
-                session.execute(update(Outbox).where(Outbox.id.in_(delivered_ids)).values(published_at=func.now()))
+            delivered = [r for r in rows if str(r.event_id) in report.delivered]
+            if delivered:
+                session.execute(
+                    update(Outbox).where(Outbox.id.in_([r.id for r in delivered])).values(published_at=func.now())
+                )
+                # A publish failure is over once its event is out: close those dead letters.
+                studies = {
+                    r.study_instance_uid
+                    for r in delivered
+                    if r.study_instance_uid and r.headers.get("event_type") != "ingestion.failed"
+                }
+                if studies:
+                    session.execute(
+                        update(DeadLetter)
+                        .where(
+                            DeadLetter.study_instance_uid.in_(studies),
+                            DeadLetter.failed_op == "publish_event",
+                            DeadLetter.resolved_at.is_(None),
+                        )
+                        .values(resolved_at=func.now())
+                    )
             for row in rows:
                 error = report.failed.get(str(row.event_id))
                 if error is not None:

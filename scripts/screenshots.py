@@ -1,0 +1,126 @@
+"""Pictures for the README: the `make dev` system with demo data, photographed by headless Chromium.
+
+    .venv/bin/python scripts/screenshots.py     (needs Debian's chromium; the stack up)
+
+Starts Dagster webserver + daemon and the webhook on a fresh Dagster database, seeds demo
+studies (ingested by the triggers), runs a Study Date backfill through the daemon, and
+saves docs/images/{lineage,runs,backfill}.png.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dicom_pipeline.seed.runner import seed_studies  # noqa: E402
+from dicom_pipeline.seed.synth import SeedPlan  # noqa: E402
+from dicom_pipeline.settings import get_settings  # noqa: E402
+from tests.e2e.system import running_system  # noqa: E402
+
+IMAGES = REPO / "docs" / "images"
+BACKFILL_DATES = ["2024-06-03", "2024-06-04", "2024-06-05"]
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }
+"""
+
+
+def graphql(url: str, query: str, variables: dict[str, object]) -> dict[str, object]:
+    response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    response.raise_for_status()
+    data: dict[str, object] = response.json()["data"]
+    return data
+
+
+def screenshot(url: str, target: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise SystemExit("chromium is missing: apt-get install -y chromium")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--hide-scrollbars",
+                "--window-size=1440,900",
+                "--virtual-time-budget=15000",
+                f"--screenshot={target}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    print(f"saved {target.relative_to(REPO)}")
+
+
+def main() -> None:
+    settings = get_settings()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
+        system.start_dagster()
+        system.start_webhook()
+        dates = tuple(dt.date.fromisoformat(d) for d in BACKFILL_DATES)
+        seed_studies(
+            settings,
+            SeedPlan(studies=6, instances_per_series=2, rows=64, columns=64, dates=dates, seed=int(time.time())),
+        )
+        time.sleep(30)  # the webhook and the sensor ingest them
+        launched = graphql(
+            system.dagster_url,
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "selector": {
+                        "partitionSetName": "backfill_by_study_date_partition_set",
+                        "repositorySelector": {
+                            "repositoryLocationName": "dicom_pipeline",
+                            "repositoryName": "__repository__",
+                        },
+                    },
+                    "partitionNames": BACKFILL_DATES,
+                }
+            },
+        )["launchPartitionBackfill"]
+        assert isinstance(launched, dict) and "backfillId" in launched, launched
+        backfill_id = str(launched["backfillId"])
+        for _ in range(120):
+            status = graphql(system.dagster_url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+            if isinstance(status, dict) and status.get("status") in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED"):
+                break
+            time.sleep(2)
+        time.sleep(5)
+        screenshot(f"{system.dagster_url}/asset-groups", IMAGES / "lineage.png")
+        screenshot(f"{system.dagster_url}/runs?q%5B%5D=job%3Aingest_study", IMAGES / "runs.png")
+        screenshot(f"{system.dagster_url}/runs/b/{backfill_id}?tab=partitions", IMAGES / "backfill.png")
+
+
+if __name__ == "__main__":
+    main()
