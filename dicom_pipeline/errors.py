@@ -13,6 +13,14 @@ class PipelineError(Exception):
         self.study_uid = study_uid
         self.instance = instance
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keeps the identifiers when the error crosses a process boundary (worker pools).
+        return (_rebuild, (type(self), str(self), self.study_uid, self.instance))
+
+
+def _rebuild(cls: type[PipelineError], message: str, study_uid: str | None, instance: str | None) -> PipelineError:
+    return cls(message, study_uid=study_uid, instance=instance)
+
 
 class TransientError(PipelineError):
     """Worth retrying: the same call may succeed in a moment."""

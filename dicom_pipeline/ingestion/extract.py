@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
+import multiprocessing.context
+import os
 import shutil
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.repository import KnownInstance, known_instances
-from dicom_pipeline.dicom.header import read_header
 from dicom_pipeline.domain.identifiers import validate_orthanc_id, validate_uid
 from dicom_pipeline.domain.metadata import (
     ExtractedStudy,
     InstanceRecord,
     SeriesAttributes,
-    StudyAttributes,
-    storage_key,
 )
-from dicom_pipeline.errors import InvalidDicom, OrthancError, PipelineError
+from dicom_pipeline.errors import OrthancError, PipelineError
+from dicom_pipeline.ingestion.download_worker import (
+    ParsedDownload,
+    download_and_parse,
+    download_in_worker,
+    init_worker,
+)
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class _Parsed:
-    record: InstanceRecord
-    study: StudyAttributes
-    series: SeriesAttributes
+# Below this, starting worker processes costs more than parsing on one core.
+PROCESS_POOL_MIN_INSTANCES = 32
 
 
 def extract_study(runtime: Runtime, orthanc_id: str) -> ExtractedStudy:
@@ -57,7 +60,7 @@ def extract_study(runtime: Runtime, orthanc_id: str) -> ExtractedStudy:
         staging = runtime.staging_root / f"{orthanc_id}-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         try:
-            parsed = _download_all(orthanc, to_download, staging, study_uid, runtime.settings.download_concurrency)
+            parsed = _download_all(runtime, orthanc, to_download, staging, study_uid)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, PipelineError) and exc.study_uid is None:
@@ -97,47 +100,51 @@ def _reuse(instance: OrthancInstance, previous: KnownInstance) -> InstanceRecord
 
 
 def _download_all(
-    orthanc: OrthancClient, instances: list[OrthancInstance], staging: Path, study_uid: str, concurrency: int
-) -> list[_Parsed]:
+    runtime: Runtime, orthanc: OrthancClient, instances: list[OrthancInstance], staging: Path, study_uid: str
+) -> list[ParsedDownload]:
     if not instances:
         return []
+    concurrency = runtime.settings.download_concurrency
+    use_processes = len(instances) >= PROCESS_POOL_MIN_INSTANCES and concurrency > 1 and (os.cpu_count() or 1) > 1
+    pool: Executor
+    if use_processes:
+        settings = runtime.settings
+        pool = ProcessPoolExecutor(
+            max_workers=concurrency,
+            mp_context=_worker_context(),
+            initializer=init_worker,
+            initargs=(
+                settings.orthanc_url,
+                settings.orthanc_username,
+                settings.orthanc_password.get_secret_value(),
+                settings.orthanc_timeout_seconds,
+            ),
+        )
+    else:
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="download")
+
+    def submit(instance: OrthancInstance) -> Future[ParsedDownload]:
+        if use_processes:
+            return pool.submit(download_in_worker, instance, staging, study_uid)
+        return pool.submit(download_and_parse, orthanc, instance, staging, study_uid)
+
     # Bounded: at most `concurrency` files in flight, each streamed in 1 MiB chunks.
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="download") as pool:
-        futures: list[Future[_Parsed]] = [
-            pool.submit(_download_one, orthanc, instance, staging, study_uid) for instance in instances
-        ]
+    with pool:
+        futures = [submit(instance) for instance in instances]
         _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
         for future in futures:
-            if future.done() and not future.cancelled() and future.exception() is not None:
-                raise future.exception()  # type: ignore[misc]
+            if future.done() and not future.cancelled():
+                error = future.exception()
+                if error is not None:
+                    raise error
         return [future.result() for future in futures]
 
 
-def _download_one(orthanc: OrthancClient, instance: OrthancInstance, staging: Path, study_uid: str) -> _Parsed:
-    path = staging / f"{instance.orthanc_id}.dcm"
-    downloaded = orthanc.download_instance(instance.orthanc_id, path)
-    header = read_header(path, instance=instance.orthanc_id)
-    study = header.study()
-    if study.study_instance_uid != study_uid:
-        raise InvalidDicom(
-            f"instance {instance.orthanc_id} has StudyInstanceUID {study.study_instance_uid}, expected {study_uid}",
-            study_uid=study_uid,
-            instance=instance.orthanc_id,
-        )
-    series = header.series()
-    sop_uid = header.uid("SOPInstanceUID")
-    record = InstanceRecord(
-        orthanc_id=instance.orthanc_id,
-        orthanc_file_uuid=instance.file_uuid,
-        sop_instance_uid=sop_uid,
-        series_instance_uid=series.series_instance_uid,
-        sha256=downloaded.sha256,
-        size_bytes=downloaded.size_bytes,
-        storage_key=storage_key(study_uid, series.series_instance_uid, sop_uid),
-        staged_path=str(path),
-        header=header.dicom_json(),
-        **header.instance_attributes(),
-    )
-    return _Parsed(record=record, study=study, series=series)
+@functools.cache
+def _worker_context() -> multiprocessing.context.BaseContext:
+    # fork: a worker starts instantly with everything imported. spawn/forkserver re-import
+    # the parent's __main__ (the Dagster CLI: seconds per worker), which measured slower
+    # than threads. The workers only use objects they create themselves (init_worker).
+    return multiprocessing.get_context("fork")

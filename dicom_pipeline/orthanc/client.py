@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,8 +115,8 @@ class OrthancClient:
                         digest.update(chunk)
                         out.write(chunk)
                         size += len(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
+                    # No fsync here: staging is scratch space. The raw store fsyncs the
+                    # object (a hard link to this very file) before the version is recorded.
         except httpx.TransportError as exc:
             destination.unlink(missing_ok=True)
             raise OrthancUnavailable(

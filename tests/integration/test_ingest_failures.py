@@ -128,3 +128,38 @@ def test_kafka_down_keeps_event_in_outbox_and_relay_publishes_it_once(
     assert query(
         "SELECT count(*) FROM outbox WHERE study_instance_uid = :uid AND published_at IS NULL", uid=spec.study_uid
     ) == [(0,)]
+
+
+def test_large_study_parsed_in_worker_processes_still_names_the_bad_instance(stack_settings: Settings) -> None:
+    from dicom_pipeline.ingestion.extract import PROCESS_POOL_MIN_INSTANCES
+
+    spec = plan_studies(
+        SeedPlan(
+            studies=1,
+            modalities=("CT",),
+            series_per_study=1,
+            instances_per_series=PROCESS_POOL_MIN_INSTANCES + 4,
+            rows=16,
+            columns=16,
+            seed=unique_seed(),
+        )
+    )[0]
+    datasets = list(build_instances(spec))
+    del datasets[7].SOPClassUID
+    instance_ids = upload(stack_settings, datasets)
+    summary = ingest(orthanc_study_id(stack_settings, spec.study_uid))
+
+    assert summary["status"] == "failed"
+    assert query("SELECT error_type, instance FROM dead_letter WHERE run_id = :run", run=summary["run_id"]) == [
+        ("InvalidDicom", instance_ids[7])
+    ]
+    assert query("SELECT count(*) FROM study WHERE study_instance_uid = :uid", uid=spec.study_uid) == [(0,)]
+
+
+def test_large_study_ingested_through_worker_processes_matches_orthanc(stack_settings: Settings) -> None:
+    from dicom_pipeline.ingestion.extract import PROCESS_POOL_MIN_INSTANCES
+
+    seeded, _ = seed_one(stack_settings, series=2, instances=PROCESS_POOL_MIN_INSTANCES // 2 + 3, size=32)
+    summary = ingest(seeded.orthanc_id)
+    assert summary["status"] == "created"
+    assert summary["number_of_instances"] == 2 * (PROCESS_POOL_MIN_INSTANCES // 2 + 3)
