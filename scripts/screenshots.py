@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dicom_pipeline.seed.runner import seed_studies  # noqa: E402
+from dicom_pipeline.seed.runner import orthanc_client, seed_studies  # noqa: E402
 from dicom_pipeline.seed.synth import SeedPlan  # noqa: E402
 from dicom_pipeline.settings import get_settings  # noqa: E402
 from tests.e2e.system import running_system  # noqa: E402
@@ -51,39 +50,61 @@ def graphql(url: str, query: str, variables: dict[str, object]) -> dict[str, obj
     return data
 
 
-def screenshot(url: str, target: Path) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        raise SystemExit("chromium is missing: apt-get install -y chromium")
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                "--hide-scrollbars",
-                "--window-size=1440,900",
-                "--virtual-time-budget=15000",
-                f"--screenshot={target}",
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+def screenshot(url: str, target: Path, wait_for_text: str) -> None:
+    """Open the page in headless Chromium, dismiss Dagster's first-visit dialog, save a PNG."""
+    from selenium import webdriver
+    from selenium.common.exceptions import NoSuchElementException, TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    chromium = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        raise SystemExit("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1440,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        try:
+            wait.until(expected_conditions.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Skip']")))
+            driver.find_element(By.XPATH, "//button[normalize-space()='Skip']").click()
+        except (TimeoutException, NoSuchElementException):
+            pass
+        try:
+            WebDriverWait(driver, 30).until(
+                expected_conditions.presence_of_element_located((By.XPATH, f"//*[contains(., '{wait_for_text}')]"))
+            )
+        except TimeoutException:
+            print(f"warning: {wait_for_text!r} not seen on {url}")
+        time.sleep(3)  # let the graph layout settle
+        driver.save_screenshot(str(target))
+    finally:
+        driver.quit()
     print(f"saved {target.relative_to(REPO)}")
 
 
 def main() -> None:
     settings = get_settings()
     IMAGES.mkdir(parents=True, exist_ok=True)
+    with orthanc_client(settings) as client:
+        client.delete("/changes").raise_for_status()  # the pictures show this demo, not the archive
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
         system.start_dagster()
         system.start_webhook()
@@ -113,13 +134,13 @@ def main() -> None:
         backfill_id = str(launched["backfillId"])
         for _ in range(120):
             status = graphql(system.dagster_url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
-            if isinstance(status, dict) and status.get("status") in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED"):
+            if isinstance(status, dict) and str(status.get("status", "")).startswith(("COMPLETED", "FAILED")):
                 break
             time.sleep(2)
         time.sleep(5)
-        screenshot(f"{system.dagster_url}/asset-groups", IMAGES / "lineage.png")
-        screenshot(f"{system.dagster_url}/runs?q%5B%5D=job%3Aingest_study", IMAGES / "runs.png")
-        screenshot(f"{system.dagster_url}/runs/b/{backfill_id}?tab=partitions", IMAGES / "backfill.png")
+        screenshot(f"{system.dagster_url}/asset-groups", IMAGES / "lineage.png", "dicom_metadata_v1")
+        screenshot(f"{system.dagster_url}/runs?q%5B%5D=job%3Aingest_study", IMAGES / "runs.png", "ingest_study")
+        screenshot(f"{system.dagster_url}/runs/b/{backfill_id}?tab=runs", IMAGES / "backfill.png", "Success")
 
 
 if __name__ == "__main__":
