@@ -7,8 +7,11 @@ import time
 
 from bench.archive import backfill_rate, sensor_tick
 from bench.common import record
+from bench.daemon import latency, sustained
 from bench.throughput import memory, throughput
 from dicom_pipeline.settings import get_settings
+
+SECTIONS = ("throughput", "memory", "backfill", "sensor", "latency", "sustained")
 
 
 def show(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -20,18 +23,34 @@ def show(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes in all")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated sections: throughput,memory,backfill,sensor,latency,sustained (default: all)",
+    )
     args = parser.parse_args()
+    chosen = set(filter(None, args.only.split(","))) or set(SECTIONS)
     settings = get_settings()
     seed = int(time.time())
     quick = args.quick
     rows: list[tuple[str, str]] = []
     notes: list[str] = []
 
-    throughput_rows, figures = throughput(settings, 120 if quick else 600, seed)
-    rows += show(throughput_rows)
-    rows += show(memory(settings, [100, 400] if quick else [500, 2000], seed))
-    rows += show(backfill_rate(settings, 200 if quick else 1000, seed))
-    rows += show(sensor_tick(settings, 2000 if quick else 10_000, seed + 7))
+    figures = {"ratio": 1.0}
+    if "throughput" in chosen:
+        throughput_rows, figures = throughput(settings, 120 if quick else 600, seed)
+        rows += show(throughput_rows)
+    if "memory" in chosen:
+        rows += show(memory(settings, [100, 400] if quick else [500, 2000], seed))
+    if "backfill" in chosen:
+        rows += show(backfill_rate(settings, 200 if quick else 1000, seed))
+    if "sensor" in chosen:
+        rows += show(sensor_tick(settings, 2000 if quick else 10_000, seed + 7))
+    if "latency" in chosen:
+        rows += show(latency(settings, 5 if quick else 20, seed + 100, webhook=True))
+        rows += show(latency(settings, 5 if quick else 20, seed + 200, webhook=False))
+    if "sustained" in chosen:
+        rows += show(sustained(settings, 40 if quick else 300, seed + 300))
     notes.append("ratios compare against a baseline measured in the same run (curl; small archive)")
     notes.append(f"Orthanc StableAge (not part of these figures): {settings.orthanc_stable_age} s")
     if figures["ratio"] < 0.5:

@@ -1,0 +1,95 @@
+"""Latency (stable in Orthanc -> event on Kafka) and sustained rate, through the real daemon."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.archive import seed_small_studies
+from dicom_pipeline.seed.runner import orthanc_client
+from dicom_pipeline.seed.send import upload_rest
+from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
+from dicom_pipeline.settings import Settings
+from tests.e2e.system import running_system
+from tests.helpers import KafkaTap
+
+
+def _clear_change_log(settings: Settings) -> None:
+    with orthanc_client(settings) as client:
+        client.delete("/changes").raise_for_status()
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def latency(settings: Settings, studies: int, seed: int, *, webhook: bool) -> list[tuple[str, str]]:
+    """One 10-instance study at a time; stable moment = last upload + StableAge."""
+    path = "webhook" if webhook else "sensor"
+    _clear_change_log(settings)
+    samples: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=not webhook) as system:
+        system.start_dagster()
+        if webhook:
+            system.start_webhook()
+        tap = KafkaTap(settings, settings.kafka_topic)
+        try:
+            for index in range(studies):
+                spec = plan_studies(
+                    SeedPlan(
+                        studies=1,
+                        modalities=("CT",),
+                        series_per_study=1,
+                        instances_per_series=10,
+                        rows=64,
+                        columns=64,
+                        seed=seed + index,
+                    )
+                )[0]
+                with orthanc_client(settings) as client:
+                    upload_rest(client, build_instances(spec, seed))
+                stable_at = time.monotonic() + settings.orthanc_stable_age
+                if tap.read(expected=1, timeout=180, key=spec.study_uid):
+                    samples.append(time.monotonic() - stable_at)
+        finally:
+            tap.close()
+    return [
+        (
+            f"{path} latency, stable -> event ({len(samples)} of {studies} studies of 10 instances)",
+            f"median {statistics.median(samples):.1f} s, p95 {_percentile(samples, 0.95):.1f} s"
+            + (" (target: median <= 5 s)" if webhook else ""),
+        )
+    ]
+
+
+def sustained(settings: Settings, studies: int, seed: int) -> list[tuple[str, str]]:
+    """`studies` small studies arrive at once; the sensor and the daemon work through them."""
+    _clear_change_log(settings)
+    with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
+        system.start_dagster()
+        tap = KafkaTap(settings, settings.kafka_topic)
+        cpu_before = _children_cpu()
+        started = time.monotonic()
+        seed_small_studies(settings, studies, (), seed)
+        received = 0
+        deadline = time.monotonic() + 1800
+        while received < studies and time.monotonic() < deadline:
+            received += len(tap.read(expected=studies - received, timeout=10))
+        seconds = time.monotonic() - started
+        tap.close()
+        system.stop()
+        cpu = _children_cpu() - cpu_before
+    return [
+        (f"sustained: {studies} studies of 1 instance arriving at once", f"{received} events in {seconds:.0f} s"),
+        ("sustained rate through the daemon", f"{received / seconds * 60:.0f} studies/min (target >= 20)"),
+        ("CPU seconds per study (daemon, webserver and run workers)", f"{cpu / max(received, 1):.2f} s"),
+    ]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
