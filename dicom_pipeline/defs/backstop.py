@@ -9,6 +9,7 @@ import dagster as dg
 from dicom_pipeline.db.dead_letters import DeadLetterInput, has_dead_letter_for_run
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs import tags
+from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_orthanc_id
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
@@ -17,7 +18,7 @@ from dicom_pipeline.runtime import get_runtime
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=[ingest_study],
+    monitored_jobs=[ingest_study, ingest_batch],
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
     description="Dead-letters failed study runs that have no dead letter yet.",

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dicom_pipeline.defs import tags
+from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.reconcile import reconcile
 from dicom_pipeline.domain.identifiers import new_correlation_id
@@ -13,6 +14,10 @@ from dicom_pipeline.settings import get_settings
 
 PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 10
+# Up to this many stable studies in one tick get a run each (the UI shows one run per
+# study); a larger burst goes into ingest_batch runs of BATCH_SIZE studies.
+MAX_SINGLE_RUNS_PER_TICK = 10
+BATCH_SIZE = 50
 
 
 class ChangeFeedUnavailable(Exception):
@@ -20,7 +25,7 @@ class ChangeFeedUnavailable(Exception):
 
 
 @dg.sensor(
-    jobs=[ingest_study, reconcile],
+    jobs=[ingest_study, ingest_batch, reconcile],
     minimum_interval_seconds=5,
     default_status=(
         dg.DefaultSensorStatus.RUNNING if get_settings().change_feed_sensor else dg.DefaultSensorStatus.STOPPED
@@ -36,8 +41,30 @@ def orthanc_change_feed(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     except OrthancUnavailable as exc:
         raise ChangeFeedUnavailable(f"Orthanc is unavailable ({exc}); the cursor stays at {cursor.seq}") from exc
 
+    stable = sorted(plan.stable_studies.items(), key=lambda item: item[1])
     run_requests = []
-    for orthanc_id, seq in sorted(plan.stable_studies.items(), key=lambda item: item[1]):
+    if len(stable) > MAX_SINGLE_RUNS_PER_TICK:
+        for start in range(0, len(stable), BATCH_SIZE):
+            chunk = stable[start : start + BATCH_SIZE]
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=f"batch:{chunk[0][1]}-{chunk[-1][1]}",
+                    job_name=ingest_batch.name,
+                    run_config={
+                        "ops": {
+                            "ingest_study_batch": {
+                                "config": {
+                                    "orthanc_study_ids": [orthanc_id for orthanc_id, _ in chunk],
+                                    "trigger": "sensor",
+                                }
+                            }
+                        }
+                    },
+                    tags={tags.TRIGGER: "sensor", "dicom/batch_size": str(len(chunk))},
+                )
+            )
+        stable = []
+    for orthanc_id, seq in stable:
         correlation_id = new_correlation_id()
         run_requests.append(
             dg.RunRequest(

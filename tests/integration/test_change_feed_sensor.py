@@ -48,9 +48,10 @@ def test_sensor_requests_one_run_per_stable_study_with_sequence_in_run_key(stack
 
 
 def test_later_stable_study_of_the_same_study_gets_a_new_run_key(stack_settings: Settings) -> None:
+    start = FeedCursor(_last_seq()).dump()
     seeded, spec = seed_one(stack_settings, series=1, instances=1)
     wait_for_stable(stack_settings, seeded.orthanc_id)
-    first = _evaluate(FeedCursor(0).dump())
+    first = _evaluate(start)
     key_one = next(r.run_key for r in first.run_requests or [] if r.tags["dicom/orthanc_id"] == seeded.orthanc_id)
 
     add_instances(stack_settings, spec, per_series=2)
@@ -111,3 +112,35 @@ def test_reconciliation_skips_up_to_date_studies_and_finds_changed_ones(stack_se
     add_instances(stack_settings, spec, per_series=2)
     wait_for_stable(stack_settings, seeded.orthanc_id)
     assert {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}.get(seeded.orthanc_id) == "changed"
+
+
+def test_a_burst_of_stable_studies_becomes_batch_runs_that_ingest_them(stack_settings: Settings) -> None:
+    from dicom_pipeline.defs.batch import ingest_batch
+    from dicom_pipeline.defs.change_feed import MAX_SINGLE_RUNS_PER_TICK
+    from dicom_pipeline.defs.resources import IngestionResource
+
+    start = FeedCursor(_last_seq()).dump()
+    burst = [seed_one(stack_settings, modality="DX", size=8) for _ in range(MAX_SINGLE_RUNS_PER_TICK + 2)]
+    for seeded, _ in burst:
+        wait_for_stable(stack_settings, seeded.orthanc_id)
+
+    result = _evaluate(start)
+
+    requests = result.run_requests or []
+    assert requests and all(r.job_name == "ingest_batch" for r in requests)
+    requested = [
+        oid for r in requests for oid in r.run_config["ops"]["ingest_study_batch"]["config"]["orthanc_study_ids"]
+    ]
+    assert {s.orthanc_id for s, _ in burst} <= set(requested)
+    outcome = ingest_batch.execute_in_process(
+        run_config=requests[0].run_config,
+        resources={"ingestion": IngestionResource()},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    counts = outcome.output_for_node("ingest_study_batch")
+    assert counts["failed"] == 0 and counts["created"] + counts["unchanged"] == counts["requested"]
+    for _, spec in burst:
+        assert query(
+            "SELECT v.trigger FROM study_version v JOIN study s ON s.id = v.study_id WHERE s.study_instance_uid = :uid",
+            uid=spec.study_uid,
+        ) == [("sensor",)]
