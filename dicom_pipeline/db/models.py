@@ -202,4 +202,7 @@ class OrthancStudySeen(Base):
     orthanc_id: Mapped[str] = mapped_column(String(44), primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
     last_update: Mapped[str | None] = mapped_column(String(32))
+    # LastUpdate has one-second resolution: a study read while still unstable may have
+    # received more instances within that second, so reconciliation looks at it again.
+    stable_when_seen: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     seen_at: Mapped[dt.datetime] = _now()

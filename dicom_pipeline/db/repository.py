@@ -158,15 +158,22 @@ def enqueue_event(session: Session, envelope: EventEnvelope, *, study_uid: str |
     )
 
 
-def record_orthanc_seen(session: Session, orthanc_id: str, study_uid: str, last_update: str | None) -> None:
+def record_orthanc_seen(
+    session: Session, orthanc_id: str, study_uid: str, last_update: str | None, *, stable: bool
+) -> None:
     """Remember Orthanc's LastUpdate as of this ingestion, so reconciliation can skip the study."""
     statement = insert(OrthancStudySeen).values(
-        orthanc_id=orthanc_id, study_instance_uid=study_uid, last_update=last_update
+        orthanc_id=orthanc_id, study_instance_uid=study_uid, last_update=last_update, stable_when_seen=stable
     )
     session.execute(
         statement.on_conflict_do_update(
             index_elements=["orthanc_id"],
-            set_={"study_instance_uid": study_uid, "last_update": last_update, "seen_at": func.now()},
+            set_={
+                "study_instance_uid": study_uid,
+                "last_update": last_update,
+                "stable_when_seen": stable,
+                "seen_at": func.now(),
+            },
             # An older run finishing late must not move the mark backwards.
             where=(OrthancStudySeen.last_update.is_(None)) | (OrthancStudySeen.last_update <= last_update),
         )

@@ -72,6 +72,7 @@ class ExtractedStudy:
     instances: list[InstanceRecord]
     staging_dir: str
     study_instance_uid: str = field(default="")
+    orthanc_is_stable: bool = True
 
     @property
     def content(self) -> dict[str, str]:

@@ -83,6 +83,7 @@ def extract_study(runtime: Runtime, orthanc_id: str) -> ExtractedStudy:
         instances=reused + [p.record for p in parsed],
         staging_dir=str(staging),
         study_instance_uid=study_uid,
+        orthanc_is_stable=bool(info.get("IsStable", True)),
     )
 
 

@@ -16,7 +16,13 @@ def persist_study_version(runtime: Runtime, extracted: ExtractedStudy, context: 
     with transaction(runtime.engine) as session:
         outcome = record_study_version(session, extracted, context)
         resolve_dead_letters(session, extracted.study_instance_uid, extracted.orthanc_id)
-        record_orthanc_seen(session, extracted.orthanc_id, extracted.study_instance_uid, extracted.orthanc_last_update)
+        record_orthanc_seen(
+            session,
+            extracted.orthanc_id,
+            extracted.study_instance_uid,
+            extracted.orthanc_last_update,
+            stable=extracted.orthanc_is_stable,
+        )
     discard_staging(extracted)
     return outcome
 

@@ -34,17 +34,22 @@ def find_stale_studies(runtime: Runtime, page_size: int = 1000) -> Iterator[Stal
             # Unstable studies are still receiving instances; they will announce themselves.
             stable = {item["ID"]: item.get("LastUpdate") for item in page if item.get("IsStable", True)}
             with transaction(runtime.engine) as session:
-                seen = dict(
-                    session.execute(
-                        select(OrthancStudySeen.orthanc_id, OrthancStudySeen.last_update).where(
-                            OrthancStudySeen.orthanc_id.in_(list(stable))
-                        )
+                seen = {
+                    row.orthanc_id: row
+                    for row in session.execute(
+                        select(
+                            OrthancStudySeen.orthanc_id,
+                            OrthancStudySeen.last_update,
+                            OrthancStudySeen.stable_when_seen,
+                        ).where(OrthancStudySeen.orthanc_id.in_(list(stable)))
                     ).all()
-                )
+                }
             for orthanc_id, last_update in stable.items():
-                if orthanc_id not in seen:
+                row = seen.get(orthanc_id)
+                if row is None:
                     yield StaleStudy(orthanc_id, "missing")
-                elif seen[orthanc_id] != last_update:
+                elif row.last_update != last_update or not row.stable_when_seen:
+                    # Read while unstable: instances may have arrived within LastUpdate's second.
                     yield StaleStudy(orthanc_id, "changed")
             if len(page) < page_size:
                 return

@@ -107,6 +107,7 @@ def test_reconciliation_finds_a_study_no_trigger_announced_and_ingests_it(stack_
 
 def test_reconciliation_skips_up_to_date_studies_and_finds_changed_ones(stack_settings: Settings) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=1)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
     ingest(seeded.orthanc_id)
     assert seeded.orthanc_id not in {s.orthanc_id for s in find_stale_studies(get_runtime())}
     add_instances(stack_settings, spec, per_series=2)
@@ -144,3 +145,16 @@ def test_a_burst_of_stable_studies_becomes_batch_runs_that_ingest_them(stack_set
             "SELECT v.trigger FROM study_version v JOIN study s ON s.id = v.study_id WHERE s.study_instance_uid = :uid",
             uid=spec.study_uid,
         ) == [("sensor",)]
+
+
+def test_reconciliation_looks_again_at_a_study_ingested_while_unstable(stack_settings: Settings) -> None:
+    # Orthanc's LastUpdate has one-second resolution: instances arriving in the same second
+    # as the ingestion's read would otherwise go unnoticed.
+    seeded, _ = seed_one(stack_settings, modality="DX", size=8)
+    with get_runtime().orthanc() as orthanc:
+        assert not orthanc.study(seeded.orthanc_id)["IsStable"]
+    ingest(seeded.orthanc_id)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    assert {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}.get(seeded.orthanc_id) == "changed"
+    ingest(seeded.orthanc_id)
+    assert seeded.orthanc_id not in {s.orthanc_id for s in find_stale_studies(get_runtime())}
