@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dicom_pipeline.db.models import DeadLetter
 from dicom_pipeline.db.repository import enqueue_event
 from dicom_pipeline.domain.content import dead_letter_event_id
 from dicom_pipeline.domain.events import EventEnvelope, dead_letter_payload, event_headers
+from dicom_pipeline.domain.identifiers import is_orthanc_id
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class DeadLetterInput:
 
 def record_dead_letter(session: Session, letter: DeadLetterInput, topic: str) -> tuple[int, str]:
     """Insert the dead letter and its outbox event; returns (dead letter id, event id)."""
+    if letter.orthanc_id is not None and not is_orthanc_id(letter.orthanc_id):
+        # A malformed id is often the very error being recorded: it stays in the message,
+        # never in the id column (or the re-drive that reads it).
+        letter = replace(letter, orthanc_id=None)
     row = DeadLetter(**letter.__dict__)
     row.error_message = letter.error_message[:2000]
     session.add(row)
@@ -59,8 +64,6 @@ def resolve_dead_letters(session: Session, study_uid: str | None, orthanc_id: st
         conditions.append(DeadLetter.orthanc_id == orthanc_id)
     if not conditions:
         return 0
-    from sqlalchemy import func, or_
-
     result = session.execute(
         update(DeadLetter).where(DeadLetter.resolved_at.is_(None), or_(*conditions)).values(resolved_at=func.now())
     )

@@ -11,7 +11,7 @@ from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study
-from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_orthanc_id
+from dicom_pipeline.domain.identifiers import correlation_id_or_new
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.ingestion.requests import request_failed
 from dicom_pipeline.runtime import get_runtime
@@ -29,7 +29,6 @@ def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
     with transaction(runtime.engine) as session:
         if has_dead_letter_for_run(session, run.run_id):
             return
-    orthanc_id = run.tags.get(tags.ORTHANC_ID)
     message = context.failure_event.message or "run failed before any step could report"
     request_failed(runtime, run.tags.get(tags.REQUEST_ID), message)
     write_dead_letter(
@@ -38,7 +37,7 @@ def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
             correlation_id=correlation_id_or_new(run.tags.get(tags.CORRELATION_ID)),
             trigger=run.tags.get(tags.TRIGGER),
             study_instance_uid=run.tags.get(tags.STUDY_UID),
-            orthanc_id=orthanc_id if orthanc_id and is_orthanc_id(orthanc_id) else None,
+            orthanc_id=run.tags.get(tags.ORTHANC_ID),
             instance=None,
             run_id=run.run_id,
             failed_op="run",

@@ -8,7 +8,7 @@ from dagster import DagsterEventType
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput
 from dicom_pipeline.defs import tags
-from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_orthanc_id
+from dicom_pipeline.domain.identifiers import correlation_id_or_new
 from dicom_pipeline.errors import PipelineError
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.ingestion.requests import request_failed
@@ -34,9 +34,8 @@ def _extract_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
     return dict(config) if isinstance(config, Mapping) else {}
 
 
-def _valid_orthanc_id(value: object) -> str | None:
-    # An invalid id is the error being recorded; it is named in the message, not stored as an id.
-    return value if isinstance(value, str) and is_orthanc_id(value) else None
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dg.failure_hook(required_resource_keys={"ingestion"})
@@ -54,7 +53,7 @@ def dead_letter_on_failure(context: dg.HookContext) -> None:
             correlation_id=correlation_id_or_new(run_tags.get(tags.CORRELATION_ID) or op_config.get("correlation_id")),
             trigger=run_tags.get(tags.TRIGGER) or op_config.get("trigger"),
             study_instance_uid=run_tags.get(tags.STUDY_UID) or getattr(exc, "study_uid", None),
-            orthanc_id=_valid_orthanc_id(run_tags.get(tags.ORTHANC_ID) or op_config.get("orthanc_study_id")),
+            orthanc_id=_text(run_tags.get(tags.ORTHANC_ID) or op_config.get("orthanc_study_id")),
             instance=getattr(exc, "instance", None),
             run_id=context.run_id,
             failed_op=context.op.name,

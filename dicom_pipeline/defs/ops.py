@@ -15,7 +15,7 @@ from pydantic import Field
 from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.defs import lineage, tags
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.domain.identifiers import correlation_id_or_new, validate_orthanc_id
+from dicom_pipeline.domain.identifiers import correlation_id_or_new
 from dicom_pipeline.domain.metadata import ExtractedStudy
 from dicom_pipeline.errors import PermanentError
 from dicom_pipeline.ingestion.extract import extract_study as extract_study_step
@@ -70,7 +70,8 @@ def extract_study(context: dg.OpExecutionContext, config: IngestStudyConfig, ing
     configure_logging(runtime.settings.log_level)
     correlation_id = correlation_id_or_new(config.correlation_id or context.run.tags.get(tags.CORRELATION_ID))
     with bound_correlation_id(correlation_id):
-        orthanc_id = run_step(lambda: validate_orthanc_id(config.orthanc_study_id))
+        # extract_study validates the id before it is used anywhere.
+        orthanc_id = config.orthanc_study_id
         extracted = run_step(lambda: extract_study_step(runtime, orthanc_id))
     context.instance.add_run_tags(
         context.run_id,

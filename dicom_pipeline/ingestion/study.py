@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput
 from dicom_pipeline.db.repository import VersionOutcome
-from dicom_pipeline.domain.identifiers import new_correlation_id, validate_orthanc_id
+from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.errors import PipelineError
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.ingestion.extract import extract_study
@@ -68,7 +68,6 @@ def ingest_study_now(runtime: Runtime, orthanc_id: str, *, trigger: str, run_id:
     with bound_correlation_id(correlation_id):
         extracted = None
         try:
-            _with_retries("extract_study", lambda: validate_orthanc_id(orthanc_id))
             extracted = _with_retries("extract_study", lambda: extract_study(runtime, orthanc_id))
             _with_retries("store_raw", lambda: store_raw(runtime, extracted))
             context = runtime.event_context(run_id=run_id, correlation_id=correlation_id, trigger=trigger)
@@ -89,7 +88,7 @@ def ingest_study_now(runtime: Runtime, orthanc_id: str, *, trigger: str, run_id:
                     trigger=trigger,
                     study_instance_uid=getattr(cause, "study_uid", None)
                     or (extracted.study_instance_uid if extracted else None),
-                    orthanc_id=orthanc_id if extracted is not None or _looks_valid(orthanc_id) else None,
+                    orthanc_id=orthanc_id,
                     instance=getattr(cause, "instance", None),
                     run_id=run_id,
                     failed_op=failure.step,
@@ -100,9 +99,3 @@ def ingest_study_now(runtime: Runtime, orthanc_id: str, *, trigger: str, run_id:
                 ),
             )
             return StudyResult(orthanc_id, correlation_id, None, f"{type(cause).__name__}: {cause}", dead_letter_id)
-
-
-def _looks_valid(orthanc_id: str) -> bool:
-    from dicom_pipeline.domain.identifiers import is_orthanc_id
-
-    return is_orthanc_id(orthanc_id)
