@@ -5,8 +5,8 @@ import datetime as dt
 
 import dagster as dg
 
+from dicom_pipeline.defs.batch import ingest_in_this_run
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.ingestion.batch import ingest_studies
 from dicom_pipeline.settings import get_settings
 
 study_date_partitions = dg.DailyPartitionsDefinition(
@@ -22,16 +22,10 @@ def ingest_study_date(context: dg.OpExecutionContext, ingestion: IngestionResour
     with runtime.orthanc() as orthanc:
         orthanc_ids = orthanc.find_studies({"StudyDate": day.strftime("%Y%m%d")})
     context.log.info(f"{len(orthanc_ids)} study(ies) in Orthanc with StudyDate {day.isoformat()}")
-    report = ingest_studies(
-        runtime,
-        orthanc_ids,
-        trigger="backfill",
-        run_id=context.run_id,
-        concurrency=runtime.settings.backfill_concurrency,
+    report = ingest_in_this_run(
+        context, runtime, orthanc_ids, trigger="backfill", concurrency=runtime.settings.backfill_concurrency
     )
     counts = {"found": len(orthanc_ids), **report.as_dict()}
-    for failure in report.failures:
-        context.log.warning(f"study {failure.orthanc_id} dead-lettered (id {failure.dead_letter_id}): {failure.error}")
     return dg.Output(counts, metadata={**counts, "study_date": day.isoformat()})
 
 

@@ -10,7 +10,18 @@ import dagster as dg
 from pydantic import Field
 
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.ingestion.batch import ingest_studies
+from dicom_pipeline.ingestion.batch import BatchReport, ingest_studies
+from dicom_pipeline.runtime import Runtime
+
+
+def ingest_in_this_run(
+    context: dg.OpExecutionContext, runtime: Runtime, orthanc_ids: list[str], *, trigger: str, concurrency: int
+) -> BatchReport:
+    """Ingest the studies inside the current run (reconcile, backfill, bursts), logging each failure."""
+    report = ingest_studies(runtime, orthanc_ids, trigger=trigger, run_id=context.run_id, concurrency=concurrency)
+    for failure in report.failures:
+        context.log.warning(f"study {failure.orthanc_id} dead-lettered (id {failure.dead_letter_id}): {failure.error}")
+    return report
 
 
 class IngestBatchConfig(dg.Config):
@@ -23,16 +34,14 @@ def ingest_study_batch(
     context: dg.OpExecutionContext, config: IngestBatchConfig, ingestion: IngestionResource
 ) -> dg.Output[dict[str, int]]:
     runtime = ingestion.runtime()
-    report = ingest_studies(
+    report = ingest_in_this_run(
+        context,
         runtime,
         config.orthanc_study_ids,
         trigger=config.trigger,
-        run_id=context.run_id,
         concurrency=runtime.settings.backfill_concurrency,
     )
     counts = {"requested": len(config.orthanc_study_ids), **report.as_dict()}
-    for failure in report.failures:
-        context.log.warning(f"study {failure.orthanc_id} dead-lettered (id {failure.dead_letter_id}): {failure.error}")
     return dg.Output(counts, metadata=counts)
 
 

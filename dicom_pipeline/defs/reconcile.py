@@ -7,8 +7,8 @@ launching one run per study.
 
 import dagster as dg
 
+from dicom_pipeline.defs.batch import ingest_in_this_run
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.ingestion.batch import ingest_studies
 from dicom_pipeline.ingestion.reconcile import find_stale_studies
 
 
@@ -17,16 +17,14 @@ def reconcile_orthanc(context: dg.OpExecutionContext, ingestion: IngestionResour
     runtime = ingestion.runtime()
     stale = list(find_stale_studies(runtime))
     context.log.info(f"reconciliation found {len(stale)} study(ies) to ingest")
-    report = ingest_studies(
+    report = ingest_in_this_run(
+        context,
         runtime,
         [s.orthanc_id for s in stale],
         trigger="reconcile",
-        run_id=context.run_id,
         concurrency=runtime.settings.download_concurrency,
     )
     counts = {"found": len(stale), **report.as_dict()}
-    for failure in report.failures:
-        context.log.warning(f"study {failure.orthanc_id} dead-lettered: {failure.error}")
     return dg.Output(counts, metadata=counts)
 
 
