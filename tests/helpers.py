@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from dicom_pipeline.ingestion.run import ingest_in_process
 from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.seed.runner import SeededStudy, describe_study, orthanc_client
+from dicom_pipeline.seed.runner import SeededStudy, describe_study, lookup_study_id, orthanc_client
 from dicom_pipeline.seed.send import upload_rest
 from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
@@ -60,9 +60,7 @@ def upload(settings: Settings, datasets: list[Dataset] | Iterator[Dataset]) -> l
 
 def orthanc_study_id(settings: Settings, study_uid: str) -> str:
     with orthanc_client(settings) as client:
-        response = client.post("/tools/lookup", content=study_uid)
-        response.raise_for_status()
-        return str(next(item["ID"] for item in response.json() if item["Type"] == "Study"))
+        return lookup_study_id(client, study_uid)
 
 
 def add_instances(settings: Settings, spec: StudySpec, per_series: int) -> StudySpec:

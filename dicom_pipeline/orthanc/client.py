@@ -63,21 +63,19 @@ class OrthancClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    def _request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise OrthancUnavailable(f"Orthanc unreachable for GET {path}: {type(exc).__name__}") from exc
-        _raise_for_status(response, f"GET {path}")
+            raise OrthancUnavailable(f"Orthanc unreachable for {method} {path}: {type(exc).__name__}") from exc
+        _raise_for_status(response, f"{method} {path}")
         return response.json()
 
+    def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._request_json("GET", path, params=params)
+
     def _post_json(self, path: str, body: Any) -> Any:
-        try:
-            response = self._http.post(path, json=body)
-        except httpx.TransportError as exc:
-            raise OrthancUnavailable(f"Orthanc unreachable for POST {path}: {type(exc).__name__}") from exc
-        _raise_for_status(response, f"POST {path}")
-        return response.json()
+        return self._request_json("POST", path, json=body)
 
     def system(self) -> dict[str, Any]:
         result: dict[str, Any] = self._get_json("/system")

@@ -59,14 +59,18 @@ def _counting(instances: Iterator[Dataset], on_instance: Callable[[], None] | No
             on_instance()
 
 
+def lookup_study_id(client: httpx.Client, study_uid: str) -> str:
+    """Orthanc's id of the study with this Study Instance UID."""
+    response = client.post("/tools/lookup", content=study_uid)
+    response.raise_for_status()
+    return str(next(item["ID"] for item in response.json() if item["Type"] == "Study"))
+
+
 def describe_study(client: httpx.Client, spec: StudySpec) -> SeededStudy:
     """Look the seeded study up in Orthanc by its Study Instance UID."""
-    response = client.post("/tools/lookup", content=spec.study_uid)
-    response.raise_for_status()
-    orthanc_id = next(item["ID"] for item in response.json() if item["Type"] == "Study")
     return SeededStudy(
         study_instance_uid=spec.study_uid,
-        orthanc_id=orthanc_id,
+        orthanc_id=lookup_study_id(client, spec.study_uid),
         modality=spec.modality,
         study_date=spec.study_date.isoformat(),
         series=spec.series_count,
