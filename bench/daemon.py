@@ -14,12 +14,7 @@ from dicom_pipeline.seed.send import upload_rest
 from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import running_system
-from tests.helpers import KafkaTap
-
-
-def _clear_change_log(settings: Settings) -> None:
-    with orthanc_client(settings) as client:
-        client.delete("/changes").raise_for_status()
+from tests.helpers import KafkaTap, clear_change_log
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -30,7 +25,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 def latency(settings: Settings, studies: int, seed: int, *, webhook: bool) -> list[tuple[str, str]]:
     """One 10-instance study at a time; stable moment = last upload + StableAge."""
     path = "webhook" if webhook else "sensor"
-    _clear_change_log(settings)
+    clear_change_log(settings)
     samples: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=not webhook) as system:
         system.start_dagster()
@@ -68,7 +63,7 @@ def latency(settings: Settings, studies: int, seed: int, *, webhook: bool) -> li
 
 def sustained(settings: Settings, studies: int, seed: int) -> list[tuple[str, str]]:
     """`studies` small studies arrive at once; the sensor and the daemon work through them."""
-    _clear_change_log(settings)
+    clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
         system.start_dagster()
         tap = KafkaTap(settings, settings.kafka_topic)

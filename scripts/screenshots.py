@@ -21,10 +21,11 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dicom_pipeline.seed.runner import orthanc_client, seed_studies  # noqa: E402
+from dicom_pipeline.seed.runner import seed_studies  # noqa: E402
 from dicom_pipeline.seed.synth import SeedPlan  # noqa: E402
 from dicom_pipeline.settings import get_settings  # noqa: E402
 from tests.e2e.system import running_system  # noqa: E402
+from tests.helpers import clear_change_log  # noqa: E402
 
 IMAGES = REPO / "docs" / "images"
 BACKFILL_DATES = ["2024-06-03", "2024-06-04", "2024-06-05"]
@@ -103,8 +104,7 @@ def screenshot(url: str, target: Path, wait_for_text: str) -> None:
 def main() -> None:
     settings = get_settings()
     IMAGES.mkdir(parents=True, exist_ok=True)
-    with orthanc_client(settings) as client:
-        client.delete("/changes").raise_for_status()  # the pictures show this demo, not the archive
+    clear_change_log(settings)  # the pictures show this demo, not the archive
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
         system.start_dagster()
         system.start_webhook()

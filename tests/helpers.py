@@ -148,3 +148,9 @@ def wait_for_stable(settings: Settings, orthanc_id: str, timeout: float = 30.0) 
                 return
             time.sleep(0.5)
     raise AssertionError(f"study {orthanc_id} did not become stable within {timeout}s")
+
+
+def clear_change_log(settings: Settings) -> None:
+    """Empty Orthanc's change log so a new sensor starts from now, not from earlier studies."""
+    with orthanc_client(settings) as client:
+        client.delete("/changes").raise_for_status()

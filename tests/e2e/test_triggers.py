@@ -10,20 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dicom_pipeline.seed.runner import orthanc_client
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, running_system, wait_for
-from tests.helpers import KafkaTap, query, seed_one
+from tests.helpers import KafkaTap, clear_change_log, query, seed_one
 
 pytestmark = pytest.mark.e2e
 
 RUN_TIMEOUT = 180  # a hang guard only: a run normally lands within seconds
-
-
-def _clear_change_log(settings: Settings) -> None:
-    """Earlier tests' changes are not this system's business: start the feed from now."""
-    with orthanc_client(settings) as client:
-        client.delete("/changes").raise_for_status()
 
 
 def _versions(study_uid: str) -> list[tuple[int, str, str]]:
@@ -46,10 +39,23 @@ def _auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.webhook_token.get_secret_value()}"}
 
 
+def _final_request_state(system: System, request_id: str) -> dict[str, object]:
+    """Polls the webhook until the request has succeeded or failed."""
+    url = f"{system.webhook_url}/api/v1/ingestion/studies/{request_id}"
+
+    def finished() -> dict[str, object] | None:
+        body: dict[str, object] = httpx.get(url, headers=_auth(system.settings)).json()
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    final = wait_for(finished, RUN_TIMEOUT, f"request {request_id} to finish")
+    assert isinstance(final, dict)
+    return final
+
+
 @pytest.fixture(scope="module")
 def webhook_system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """Sensor stopped: the webhook is the only trigger."""
-    _clear_change_log(stack_settings)
+    clear_change_log(stack_settings)
     with running_system(stack_settings, Path(tmp_path_factory.mktemp("webhook-system")), sensor=False) as system:
         yield system
 
@@ -74,14 +80,7 @@ def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_u
 
     webhook_system.start_dagster()
 
-    def finished() -> dict[str, object] | None:
-        body = httpx.get(
-            f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings)
-        ).json()
-        return body if body["status"] in ("succeeded", "failed") else None
-
-    final = wait_for(finished, RUN_TIMEOUT, "the request to finish")
-    assert isinstance(final, dict)
+    final = _final_request_state(webhook_system, request_id)
     assert final["status"] == "succeeded" and final["run_id"] and final["study_instance_uid"] == spec.study_uid
     # Orthanc's own Lua call also reached the webhook: still one version.
     assert [v[0] for v in _versions(spec.study_uid)] == [1]
@@ -116,14 +115,8 @@ def test_well_formed_unknown_study_id_ends_failed_with_a_dead_letter(
     )
     request_id = response.json()["request_id"]
 
-    def finished() -> dict[str, object] | None:
-        body = httpx.get(
-            f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings)
-        ).json()
-        return body if body["status"] in ("succeeded", "failed") else None
-
-    final = wait_for(finished, RUN_TIMEOUT, "the request to fail")
-    assert isinstance(final, dict) and final["status"] == "failed"
+    final = _final_request_state(webhook_system, request_id)
+    assert final["status"] == "failed"
     assert "OrthancError" in str(final["error"])
     assert query("SELECT failed_op, error_type FROM dead_letter WHERE run_id = :run", run=final["run_id"]) == [
         ("extract_study", "OrthancError")
@@ -136,7 +129,7 @@ def full_system(
 ) -> Iterator[System]:
     """Sensor running and webhook up: both triggers at once."""
     webhook_system.stop()
-    _clear_change_log(stack_settings)
+    clear_change_log(stack_settings)
     with running_system(stack_settings, Path(tmp_path_factory.mktemp("full-system")), sensor=True) as system:
         system.start_dagster()
         system.start_webhook()

@@ -12,9 +12,8 @@ from dicom_pipeline.ingestion.batch import ingest_studies
 from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.ingestion.reconcile import find_stale_studies
 from dicom_pipeline.runtime import get_runtime, reset_runtime
-from dicom_pipeline.seed.runner import orthanc_client
 from dicom_pipeline.settings import Settings
-from tests.helpers import add_instances, ingest, query, seed_one, wait_for_stable
+from tests.helpers import add_instances, clear_change_log, ingest, query, seed_one, wait_for_stable
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +89,7 @@ def test_reconciliation_finds_a_study_no_trigger_announced_and_ingests_it(stack_
     # Seeded while no webhook or sensor runs, and the change log cleared, as if both were lost.
     seeded, spec = seed_one(stack_settings, modality="CR")
     wait_for_stable(stack_settings, seeded.orthanc_id)
-    with orthanc_client(stack_settings) as client:
-        client.delete("/changes").raise_for_status()
+    clear_change_log(stack_settings)
 
     stale = {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}
     assert stale.get(seeded.orthanc_id) == "missing"
