@@ -7,11 +7,15 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from dicom_pipeline.settings import get_settings
 from dicom_pipeline.stack.errors import StackError
+
+if TYPE_CHECKING:
+    from dicom_pipeline.stack.control import Stack
 
 
 @click.group()
@@ -24,7 +28,8 @@ def stack() -> None:
     """The local real-services stack (Orthanc, PostgreSQL, Kafka)."""
 
 
-def _stack():  # type: ignore[no-untyped-def]
+def _stack() -> Stack:
+    # Imported here so that commands that do not touch the stack start faster.
     from dicom_pipeline.stack.control import Stack
 
     return Stack.from_settings(get_settings())

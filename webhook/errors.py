@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -55,7 +56,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        import logging
-
         logging.getLogger("webhook").exception("unhandled error on %s", request.url.path)
         return error_response(500, "internal error; see the service log with this correlation id")

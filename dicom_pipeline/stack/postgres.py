@@ -15,7 +15,7 @@ from psycopg2 import sql
 from dicom_pipeline.stack.errors import StackError
 from dicom_pipeline.stack.layout import DAGSTER_DB, DB_USER, METADATA_DB, StackLayout
 from dicom_pipeline.stack.prerequisites import ensure_debian_package, postgres_bin_dir
-from dicom_pipeline.stack.process import PidFile, ensure_port_free, wait_until
+from dicom_pipeline.stack.process import PidFile, ensure_port_free, stop_pid, wait_until
 
 
 def _cluster_dir(stack_root: Path) -> Path:
@@ -192,7 +192,5 @@ class PostgresService:
         )
         pid = self.running_pid()
         if pid is not None:
-            from dicom_pipeline.stack.process import stop_pid
-
             stop_pid(pid)
         return True
