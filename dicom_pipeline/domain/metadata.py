@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -71,7 +71,7 @@ class ExtractedStudy:
     series: dict[str, SeriesAttributes]
     instances: list[InstanceRecord]
     staging_dir: str
-    study_instance_uid: str = field(default="")
+    study_instance_uid: str
     orthanc_is_stable: bool = True
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -46,7 +47,9 @@ def postgres_bin_dir() -> Path | None:
     return candidates[-1] if candidates else None
 
 
+@functools.cache
 def require_java17() -> str:
+    """The java binary, checked once per process (the stack calls it for every Kafka tool)."""
     java = shutil.which("java")
     if java is None:
         raise StackError(
