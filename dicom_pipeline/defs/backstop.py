@@ -30,7 +30,6 @@ def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
         if has_dead_letter_for_run(session, run.run_id):
             return
     message = context.failure_event.message or "run failed before any step could report"
-    request_failed(runtime, run.tags.get(tags.REQUEST_ID), message)
     write_dead_letter(
         runtime,
         DeadLetterInput(
@@ -47,3 +46,5 @@ def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
             attempts=1,
         ),
     )
+    # Only once the dead letter is durable: a request that reads "failed" has its letter.
+    request_failed(runtime, run.tags.get(tags.REQUEST_ID), message)

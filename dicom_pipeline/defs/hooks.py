@@ -46,7 +46,6 @@ def dead_letter_on_failure(context: dg.HookContext) -> None:
     exc = _root_cause(context.op_exception)
     runtime = get_runtime()
     error = f"{type(exc).__name__}: {exc}" if exc is not None else "no exception recorded"
-    request_failed(runtime, run_tags.get(tags.REQUEST_ID), f"{context.op.name} failed: {error}")
     write_dead_letter(
         runtime,
         DeadLetterInput(
@@ -63,3 +62,5 @@ def dead_letter_on_failure(context: dg.HookContext) -> None:
             attempts=_attempts(context),
         ),
     )
+    # Only once the dead letter is durable: a request that reads "failed" has its letter.
+    request_failed(runtime, run_tags.get(tags.REQUEST_ID), f"{context.op.name} failed: {error}")
