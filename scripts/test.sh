@@ -4,9 +4,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
 
-"$BIN/dicom-pipeline" stack up || exit 1
-# Whatever happens below, the stack's processes do not outlive the test run.
+# Whatever happens below, even a failed `stack up`, the stack's processes do not outlive
+# the test run.
 trap '"$BIN/dicom-pipeline" stack down' EXIT
+if ! "$BIN/dicom-pipeline" stack up; then
+  # CI shows only what is printed: the services' own logs say why one did not start.
+  for log in .stack/*/*.log; do
+    [ -f "$log" ] && { echo "== tail of $log" >&2; tail -n 40 "$log" >&2; }
+  done
+  exit 1
+fi
 
 make --no-print-directory lint VENV="${VENV:-.venv}" || exit 1
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import time
 from importlib import resources
 
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -10,7 +13,14 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from dicom_pipeline.stack.errors import StackError
 from dicom_pipeline.stack.layout import StackLayout
 from dicom_pipeline.stack.prerequisites import require_java17, require_maven
-from dicom_pipeline.stack.process import PidFile, ensure_port_free, port_in_use, start_detached, stop_pid, wait_until
+from dicom_pipeline.stack.process import (
+    PidFile,
+    ensure_port_free,
+    port_in_use,
+    start_detached,
+    stop_pid,
+    wait_until,
+)
 
 LOG4J2 = """status = warn
 appender.console.type = Console
@@ -125,11 +135,30 @@ class KafkaService:
             )
         )
         self._format_storage()
+        try:
+            self._launch()
+        except StackError as first:
+            # One broker start on a fresh CI machine exited at once with an empty log, and
+            # the same commit started fine on every other run: try once more, and keep
+            # the first failure visible in case the second one fails too.
+            print(f"kafka: first start failed, starting once more: {first}", file=sys.stderr)
+            self._launch()
+        self.create_topics()
+
+    def _launch(self) -> None:
         argv = self._java("kafka.Kafka", str(self.properties))
         argv[1:1] = ["-Xms256m", "-Xmx512m"]
-        start_detached(argv, self.pid_file, self.log, cwd=self.dir)
-        wait_until(self.answers, "Kafka", 90, self.log, lambda: self.running_pid() is not None)
-        self.create_topics()
+        process = start_detached(argv, self.pid_file, self.log, cwd=self.dir)
+        try:
+            wait_until(self.answers, "Kafka", 120, self.log, process)
+        except StackError:
+            if process.poll() is None:
+                # A JVM that is alive but silent: SIGQUIT makes it print every thread's
+                # stack into its log, which is what tells a hang's cause, then stop it.
+                process.send_signal(signal.SIGQUIT)
+                time.sleep(1)
+                stop_pid(process.pid, timeout=10)
+            raise
 
     def _admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.layout.kafka_bootstrap_servers(), "socket.timeout.ms": 2000})

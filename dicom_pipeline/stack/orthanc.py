@@ -72,8 +72,8 @@ class OrthancService:
         ensure_port_free(self.settings.orthanc_http_port, "Orthanc HTTP", "DICOM_PIPELINE_ORTHANC_HTTP_PORT")
         ensure_port_free(self.settings.orthanc_dicom_port, "Orthanc DICOM", "DICOM_PIPELINE_ORTHANC_DICOM_PORT")
         self.configure()
-        start_detached([str(binary), str(self.config_path)], self.pid_file, self.log, cwd=self.dir)
-        wait_until(self.answers, "Orthanc", 60, self.log, lambda: self.running_pid() is not None)
+        process = start_detached([str(binary), str(self.config_path)], self.pid_file, self.log, cwd=self.dir)
+        wait_until(self.answers, "Orthanc", 60, self.log, process)
 
     def answers(self) -> bool:
         try:

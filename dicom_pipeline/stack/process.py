@@ -63,8 +63,12 @@ def start_detached(
     log_path: Path,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-) -> int:
-    """Start a long-running service in its own session, logging to a file."""
+) -> subprocess.Popen[bytes]:
+    """Start a long-running service in its own session, logging to a file.
+
+    The caller keeps the Popen so that waiting for readiness can tell "still starting"
+    from "exited" by the child's real exit status, not by re-reading /proc.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -77,7 +81,7 @@ def start_detached(
             start_new_session=True,
         )
     pid_file.path.write_text(str(proc.pid))
-    return proc.pid
+    return proc
 
 
 def stop_pid(pid: int, timeout: float = 20.0) -> None:
@@ -127,18 +131,31 @@ def wait_until(
     what: str,
     timeout: float,
     log_path: Path | None = None,
-    still_running: Callable[[], bool] | None = None,
+    process: subprocess.Popen[bytes] | None = None,
 ) -> None:
-    """Poll `check` until it is true; fail with the service's log tail otherwise."""
-    deadline = time.monotonic() + timeout
+    """Poll `check` until it is true; fail with what happened and the service's log tail.
+
+    With `process`, a child that exits while starting fails at once, naming its exit
+    status (a negative one is the signal that killed it).
+    """
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        if still_running is not None and not still_running():
-            break
+        if process is not None and process.poll() is not None:
+            raise StackError(
+                f"{what} exited with status {process.returncode} after {time.monotonic() - started:.1f}s "
+                f"without answering{_log_tail(log_path)}"
+            )
         time.sleep(0.25)
-    tail = ""
-    if log_path is not None and log_path.exists():
-        lines = log_path.read_text(errors="replace").splitlines()[-5:]
-        tail = " | last log lines: " + " / ".join(line.strip() for line in lines)
-    raise StackError(f"{what} did not become ready within {timeout:.0f}s{tail}")
+    raise StackError(f"{what} did not answer within {timeout:.0f}s{_log_tail(log_path)}")
+
+
+def _log_tail(log_path: Path | None, lines: int = 5) -> str:
+    if log_path is None or not log_path.exists():
+        return f" | no log at {log_path}" if log_path is not None else ""
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    if not tail:
+        return f" | {log_path} is empty"
+    return " | last log lines: " + " / ".join(line.strip() for line in tail)
