@@ -45,6 +45,10 @@ class Runtime:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def run_staging(self, run_id: str | None) -> Path:
+        """Scratch space of one run: removed when the run ends, or by the reaper if its worker died."""
+        return self.staging_root / (run_id or "outside-runs")
+
     def event_context(self, *, run_id: str | None, correlation_id: str, trigger: str) -> StudyEventContext:
         key = self.settings.phi_hash_key.get_secret_value()
         if self.settings.event_phi_profile == "minimal" and not key:

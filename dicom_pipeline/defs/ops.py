@@ -72,7 +72,7 @@ def extract_study(context: dg.OpExecutionContext, config: IngestStudyConfig, ing
     with bound_correlation_id(correlation_id):
         # extract_study validates the id before it is used anywhere.
         orthanc_id = config.orthanc_study_id
-        extracted = run_step(lambda: extract_study_step(runtime, orthanc_id))
+        extracted = run_step(lambda: extract_study_step(runtime, orthanc_id, context.run_id))
     context.instance.add_run_tags(
         context.run_id,
         tags.study_run_tags(orthanc_id, correlation_id, config.trigger, extracted.study_instance_uid),

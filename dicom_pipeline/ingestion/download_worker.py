@@ -1,12 +1,16 @@
 """Downloading and parsing one instance: the CPU-heavy part of extraction.
 
 pydicom parsing is pure Python, so threads share one core. For large studies extraction
-runs this in worker processes (forkserver; this module imports only what it needs), so
-parsing uses every core while Orthanc streams the next files.
+runs this in forked worker processes, so parsing uses every core while Orthanc streams
+the next files.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +60,25 @@ def download_and_parse(
 _worker_client: OrthancClient | None = None
 
 
-def init_worker(base_url: str, username: str, password: str, timeout: float) -> None:
+def init_worker(parent_pid: int, base_url: str, username: str, password: str, timeout: float) -> None:
     global _worker_client
+    _die_with(parent_pid)
     _worker_client = OrthancClient(base_url, username, password, timeout)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent_pid: int) -> None:
+    """A worker must not outlive the run that forked it.
+
+    A run worker killed with SIGKILL cannot shut its pool down; its workers would wait on
+    the task queue forever. Linux delivers SIGKILL to them when the forking thread dies.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def download_in_worker(instance: OrthancInstance, staging: Path, study_uid: str) -> ParsedDownload:

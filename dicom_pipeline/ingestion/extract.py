@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 PROCESS_POOL_MIN_INSTANCES = 32
 
 
-def extract_study(runtime: Runtime, orthanc_id: str) -> ExtractedStudy:
+def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) -> ExtractedStudy:
+    """Staging goes under the run's scratch folder, which the run (or the reaper) removes."""
     validate_orthanc_id(orthanc_id)
     with runtime.orthanc() as orthanc:
         info = orthanc.study(orthanc_id)
@@ -57,7 +58,7 @@ def extract_study(runtime: Runtime, orthanc_id: str) -> ExtractedStudy:
             else:
                 to_download.append(instance)
 
-        staging = runtime.staging_root / f"{orthanc_id}-{uuid.uuid4().hex[:12]}"
+        staging = runtime.run_staging(run_id) / f"{orthanc_id}-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         try:
             parsed = _download_all(runtime, orthanc, to_download, staging, study_uid)
@@ -115,6 +116,7 @@ def _download_all(
             mp_context=_worker_context(),
             initializer=init_worker,
             initargs=(
+                os.getpid(),
                 settings.orthanc_url,
                 settings.orthanc_username,
                 settings.orthanc_password.get_secret_value(),

@@ -68,7 +68,7 @@ def ingest_study_now(runtime: Runtime, orthanc_id: str, *, trigger: str, run_id:
     with bound_correlation_id(correlation_id):
         extracted = None
         try:
-            extracted = _with_retries("extract_study", lambda: extract_study(runtime, orthanc_id))
+            extracted = _with_retries("extract_study", lambda: extract_study(runtime, orthanc_id, run_id))
             _with_retries("store_raw", lambda: store_raw(runtime, extracted))
             context = runtime.event_context(run_id=run_id, correlation_id=correlation_id, trigger=trigger)
             outcome = _with_retries("persist_metadata", lambda: persist_study_version(runtime, extracted, context))
