@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, replace
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dicom_pipeline.db.models import DeadLetter
+from dicom_pipeline.db.models import DeadLetter, OrthancStudySeen
 from dicom_pipeline.db.repository import enqueue_event
 from dicom_pipeline.domain.content import dead_letter_event_id
 from dicom_pipeline.domain.events import EventEnvelope, dead_letter_payload, event_headers
@@ -29,14 +30,26 @@ class DeadLetterInput:
     attempts: int
 
 
-def record_dead_letter(session: Session, letter: DeadLetterInput, topic: str) -> tuple[int, str]:
-    """Insert the dead letter and its outbox event; returns (dead letter id, event id)."""
+def record_dead_letter(
+    session: Session, letter: DeadLetterInput, topic: str, *, ingested_since: dt.datetime | None = None
+) -> tuple[int, str]:
+    """Insert the dead letter and its outbox event; returns (dead letter id, event id).
+
+    `ingested_since` is for letters written after the fact (a failed run noticed later):
+    if the study has been ingested since that time, by a retry or another trigger, the
+    letter is recorded already resolved. The study's lock makes this exact against an
+    ingestion committing at the same moment (which resolves letters under the same lock).
+    """
     if letter.orthanc_id is not None and not is_orthanc_id(letter.orthanc_id):
         # A malformed id is often the very error being recorded: it stays in the message,
         # never in the id column (or the re-drive that reads it).
         letter = replace(letter, orthanc_id=None)
     row = DeadLetter(**letter.__dict__)
     row.error_message = letter.error_message[:2000]
+    if letter.orthanc_id is not None:
+        _lock_orthanc_study(session, letter.orthanc_id)
+        if ingested_since is not None and _ingested_since(session, letter.orthanc_id, ingested_since):
+            row.resolved_at = func.now()
     session.add(row)
     session.flush()
     event_id = dead_letter_event_id(row.id)
@@ -64,7 +77,19 @@ def resolve_dead_letters(session: Session, study_uid: str | None, orthanc_id: st
         conditions.append(DeadLetter.orthanc_id == orthanc_id)
     if not conditions:
         return 0
+    if orthanc_id:
+        _lock_orthanc_study(session, orthanc_id)
     result = session.execute(
         update(DeadLetter).where(DeadLetter.resolved_at.is_(None), or_(*conditions)).values(resolved_at=func.now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _lock_orthanc_study(session: Session, orthanc_id: str) -> None:
+    # Taken after the per-study-uid lock of record_study_version, never before it.
+    session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 11))"), {"id": orthanc_id})
+
+
+def _ingested_since(session: Session, orthanc_id: str, since: dt.datetime) -> bool:
+    seen_at = session.scalar(select(OrthancStudySeen.seen_at).where(OrthancStudySeen.orthanc_id == orthanc_id))
+    return seen_at is not None and seen_at >= since

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput, record_dead_letter
@@ -12,9 +13,11 @@ from dicom_pipeline.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
-def write_dead_letter(runtime: Runtime, letter: DeadLetterInput) -> int:
+def write_dead_letter(runtime: Runtime, letter: DeadLetterInput, *, ingested_since: dt.datetime | None = None) -> int:
     with transaction(runtime.engine) as session:
-        dead_letter_id, event_id = record_dead_letter(session, letter, runtime.settings.kafka_dlq_topic)
+        dead_letter_id, event_id = record_dead_letter(
+            session, letter, runtime.settings.kafka_dlq_topic, ingested_since=ingested_since
+        )
     log.warning(
         "dead letter recorded",
         extra={
