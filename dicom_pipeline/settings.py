@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "DICOM_PIPELINE_"
@@ -87,7 +87,22 @@ class Settings(BaseSettings):
     # can start and stop it later; its state is then kept by Dagster).
     change_feed_sensor: bool = True
 
+    # Run liveness: every run's worker records a heartbeat this often; a STARTED run silent
+    # for longer than run_dead_after_seconds is marked failed by the dead_run_reaper sensor
+    # (Dagster's default launcher cannot see a killed worker).
+    run_heartbeat_seconds: float = Field(default=10.0, gt=0, le=60)
+    run_dead_after_seconds: float = Field(default=60.0, ge=5)
+
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _dead_after_spans_several_beats(self) -> Settings:
+        if self.run_dead_after_seconds < 3 * self.run_heartbeat_seconds:
+            raise ValueError(
+                "DICOM_PIPELINE_RUN_DEAD_AFTER_SECONDS must be at least three times "
+                "DICOM_PIPELINE_RUN_HEARTBEAT_SECONDS, or live runs could be declared dead"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

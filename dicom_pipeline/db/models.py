@@ -206,3 +206,20 @@ class OrthancStudySeen(Base):
     # received more instances within that second, so reconciliation looks at it again.
     stable_when_seen: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     seen_at: Mapped[dt.datetime] = _now()
+
+
+class RunHeartbeat(Base):
+    """A Dagster run's worker saying it is alive (see dicom_pipeline/run_liveness.py).
+
+    Dagster's default run launcher cannot tell that a worker was killed: without this the
+    run would stay STARTED forever, its study neither ingested nor dead-lettered.
+    """
+
+    __tablename__ = "run_heartbeat"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_name: Mapped[str] = mapped_column(String(128))
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = _now()
+    beat_at: Mapped[dt.datetime] = _now()

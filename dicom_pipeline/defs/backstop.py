@@ -1,8 +1,13 @@
 """Run-failure backstop: a dead letter for runs that failed where no hook could write one.
 
 The failure hook does not fire when the worker is killed (SIGKILL, OOM), when a run is
-terminated, or when a run fails before any step starts.
+terminated, or when a run fails before any step starts. A killed worker's run is marked
+failed by the Dagster code server that launched it or, when that died too, by the
+dead_run_reaper; either way this sensor then sees the failure.
 """
+
+import datetime as dt
+import shutil
 
 import dagster as dg
 
@@ -16,20 +21,37 @@ from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.ingestion.requests import request_failed
 from dicom_pipeline.runtime import get_runtime
 
+# The jobs whose runs ingest studies: a failed run of one of them leaves a dead letter.
+STUDY_JOBS = (ingest_study, ingest_batch)
+
 
 @dg.run_failure_sensor(
-    monitored_jobs=[ingest_study, ingest_batch],
+    monitored_jobs=list(STUDY_JOBS),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=10,
     description="Dead-letters failed study runs that have no dead letter yet.",
 )
 def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
-    run = context.dagster_run
+    message = context.failure_event.message or "run failed before any step could report"
+    record = context.instance.get_run_record_by_id(context.dagster_run.run_id)
+    settle_failed_run(context.dagster_run, record.start_time if record else None, "RunFailure", message)
+
+
+def settle_failed_run(run: dg.DagsterRun, started: float | None, error_type: str, message: str) -> None:
+    """After a run failed: its scratch folder removed, its dead letter written unless it has
+    one, then its webhook request (if any) marked failed.
+
+    Written after the fact, so a retry of the run may already have ingested the study:
+    then the letter is recorded resolved (see record_dead_letter).
+    """
     runtime = get_runtime()
+    # A worker that was killed could not remove its partial downloads itself.
+    shutil.rmtree(runtime.run_staging(run.run_id), ignore_errors=True)
+    if run.job_name not in {job.name for job in STUDY_JOBS}:
+        return
     with transaction(runtime.engine) as session:
         if has_dead_letter_for_run(session, run.run_id):
             return
-    message = context.failure_event.message or "run failed before any step could report"
     write_dead_letter(
         runtime,
         DeadLetterInput(
@@ -40,11 +62,12 @@ def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
             instance=None,
             run_id=run.run_id,
             failed_op="run",
-            error_type="RunFailure",
+            error_type=error_type,
             error_message=message,
             transient=True,
             attempts=1,
         ),
+        ingested_since=dt.datetime.fromtimestamp(started, dt.UTC) if started else None,
     )
     # Only once the dead letter is durable: a request that reads "failed" has its letter.
     request_failed(runtime, run.tags.get(tags.REQUEST_ID), message)

@@ -11,6 +11,10 @@ from dicom_pipeline.kafka.outbox import publish_pending_events
 @dg.job(
     executor_def=dg.in_process_executor,
     hooks={dead_letter_on_failure},
+    # A run retried after its worker crashed starts over: op outputs live in memory
+    # (mem_io_manager), so "from failure" would have nothing to resume from. Starting over
+    # is cheap, as files already stored are not downloaded again.
+    tags={"dagster/retry_strategy": "ALL_STEPS"},
     description="Ingest one Orthanc study: extract -> store raw -> persist metadata -> publish event.",
 )
 def ingest_study() -> None:

@@ -62,3 +62,19 @@ def test_backfill_job_is_daily_partitioned_on_study_date_with_low_priority() -> 
     job = defs.resolve_job_def("backfill_by_study_date")
     assert isinstance(job.partitions_def, dg.DailyPartitionsDefinition)
     assert job.tags["dagster/priority"] == "-1"
+
+
+def test_every_job_holds_the_ingestion_resource_so_its_runs_beat_and_the_reaper_watches_it() -> None:
+    from dicom_pipeline.defs.reaper import MONITORED_JOBS
+
+    jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
+    # A job whose runs never beat would be reaped as dead; one left out would never be.
+    assert set(jobs) == {job.name for job in MONITORED_JOBS}
+    for name, job in jobs.items():
+        assert "ingestion" in job.get_required_resource_defs(), name
+    assert defs.resolve_sensor_def("dead_run_reaper") is not None
+
+
+def test_a_crashed_study_run_is_retried_from_the_start() -> None:
+    # Op outputs are in memory only: a retry "from failure" would find none of them.
+    assert defs.resolve_job_def("ingest_study").tags["dagster/retry_strategy"] == "ALL_STEPS"

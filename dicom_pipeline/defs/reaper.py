@@ -1,0 +1,80 @@
+"""The dead-run reaper: fails runs whose worker died, so their studies are not stranded.
+
+See dicom_pipeline/run_liveness.py for why Dagster alone does not notice. For each dead
+run, in this order: its scratch folder removed and its dead letter written (so a retry
+that succeeds finds a letter to resolve), then the run marked failed (which frees its
+study's concurrency slot and lets the instance's run_retries re-execute it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.run_heartbeats import forget, last_beats
+from dicom_pipeline.defs.backfill import backfill_by_study_date
+from dicom_pipeline.defs.backstop import settle_failed_run
+from dicom_pipeline.defs.batch import ingest_batch
+from dicom_pipeline.defs.jobs import ingest_study, outbox_relay
+from dicom_pipeline.defs.reconcile import reconcile
+from dicom_pipeline.run_liveness import DeadRunDetector, StartedRun
+from dicom_pipeline.runtime import get_runtime
+from dicom_pipeline.settings import get_settings
+
+# Every job of the code location: each holds the ingestion resource, so each beats.
+MONITORED_JOBS = (ingest_study, ingest_batch, outbox_relay, reconcile, backfill_by_study_date)
+
+
+@dg.sensor(
+    # Longer than one heartbeat interval, so that a live worker beats between two looks.
+    minimum_interval_seconds=max(5, round(get_settings().run_heartbeat_seconds * 1.5)),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Marks runs failed whose worker stopped sending heartbeats (killed, out of memory).",
+)
+def dead_run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    runtime = get_runtime()
+    detector = DeadRunDetector(runtime.settings.run_dead_after_seconds)
+    monitored = {job.name for job in MONITORED_JOBS}
+    records = [
+        r
+        for r in context.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        if r.dagster_run.job_name in monitored
+    ]
+    runs = [
+        StartedRun(
+            r.dagster_run.run_id,
+            dt.datetime.fromtimestamp(r.start_time, dt.UTC) if r.start_time else None,
+        )
+        for r in records
+    ]
+    with transaction(runtime.engine) as session:
+        now, beats = last_beats(session, [run.run_id for run in runs])
+    dead, remember = detector.judge(detector.silent(runs, beats, now), json.loads(context.cursor or "{}"))
+
+    started_at = {run.run_id: run.started_at for run in runs}
+    reaped = []
+    for run_id in dead:
+        run = context.instance.get_run_by_id(run_id)
+        if run is None or run.status != dg.DagsterRunStatus.STARTED:
+            continue  # it finished on its own meanwhile
+        last = beats.get(run_id)
+        message = (
+            f"run worker stopped sending heartbeats (last {last.isoformat() if last else 'never'}, "
+            f"limit {detector.dead_after_seconds:.0f}s): it was killed or its host was lost"
+        )
+        started = started_at.get(run_id)
+        settle_failed_run(run, started.timestamp() if started else None, "RunWorkerLost", message)
+        context.instance.report_run_failed(run, message)
+        reaped.append(run_id)
+        context.log.warning(f"run {run_id} marked failed: {message}")
+    with transaction(runtime.engine) as session:
+        forget(session, reaped)
+    context.update_cursor(json.dumps(remember))
+    if reaped:
+        return dg.SkipReason(f"marked {len(reaped)} run(s) with a dead worker failed: {', '.join(reaped)}")
+    return dg.SkipReason(
+        f"{len(runs)} started run(s), none dead" + (f"; {len(remember)} silent, looking again" if remember else "")
+    )

@@ -1,0 +1,75 @@
+"""Run heartbeats and after-the-fact dead letters, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+import uuid
+
+from dicom_pipeline.db.dead_letters import DeadLetterInput
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.repository import record_orthanc_seen
+from dicom_pipeline.db.run_heartbeats import last_beats
+from dicom_pipeline.ingestion.dead_letter import write_dead_letter
+from dicom_pipeline.run_liveness import Heartbeat
+from dicom_pipeline.runtime import get_runtime
+from dicom_pipeline.settings import Settings
+from tests.helpers import query
+
+
+def test_a_run_beats_while_it_runs_and_leaves_no_heartbeat_when_it_ends(stack_settings: Settings) -> None:
+    runtime = get_runtime()
+    run_id = f"test-{uuid.uuid4()}"
+    with Heartbeat(lambda: runtime.engine, run_id=run_id, job_name="ingest_study", interval=0.2):
+        deadline = time.monotonic() + 10
+        beats: list[dt.datetime] = []
+        while time.monotonic() < deadline and len(set(beats)) < 2:
+            with transaction(runtime.engine) as session:
+                _, found = last_beats(session, [run_id])
+            beats.extend(found.values())
+            time.sleep(0.1)
+        assert len(set(beats)) >= 2, "the heartbeat did not move"
+        assert query("SELECT job_name, pid FROM run_heartbeat WHERE run_id = :r", r=run_id)[0][0] == "ingest_study"
+    assert query("SELECT count(*) FROM run_heartbeat WHERE run_id = :r", r=run_id) == [(0,)]
+
+
+def _letter(orthanc_id: str, run_id: str) -> DeadLetterInput:
+    return DeadLetterInput(
+        correlation_id="liveness-test",
+        trigger="webhook",
+        study_instance_uid=None,
+        orthanc_id=orthanc_id,
+        instance=None,
+        run_id=run_id,
+        failed_op="run",
+        error_type="RunWorkerLost",
+        error_message="run worker stopped sending heartbeats",
+        transient=True,
+        attempts=1,
+    )
+
+
+def test_a_late_dead_letter_is_recorded_resolved_when_the_study_was_ingested_since_the_run_started(
+    stack_settings: Settings,
+) -> None:
+    runtime = get_runtime()
+    digits = secrets.token_hex(20)
+    orthanc_id = "-".join(digits[i : i + 8] for i in range(0, 40, 8))
+    run_started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
+
+    open_id = write_dead_letter(runtime, _letter(orthanc_id, "run-before-ingest"), ingested_since=run_started)
+    with transaction(runtime.engine) as session:  # a retry ingests the study
+        record_orthanc_seen(session, orthanc_id, f"1.2.826.0.1.{uuid.uuid4().int}", "20261128T080000", stable=True)
+    late_id = write_dead_letter(runtime, _letter(orthanc_id, "run-after-ingest"), ingested_since=run_started)
+    later_failure = write_dead_letter(
+        runtime, _letter(orthanc_id, "run-started-after"), ingested_since=dt.datetime.now(dt.UTC)
+    )
+
+    resolved = dict(
+        query(
+            "SELECT id, resolved_at IS NOT NULL FROM dead_letter WHERE id IN :ids",
+            ids=(open_id, late_id, later_failure),
+        )
+    )
+    assert resolved == {open_id: False, late_id: True, later_failure: False}
