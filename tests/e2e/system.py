@@ -44,6 +44,15 @@ def fresh_dagster_database(settings: Settings) -> str:
     return layout.database_url(E2E_DB)
 
 
+STUDY_RUNS_QUERY = """
+query StudyRuns($value: String!) {
+  runsOrError(filter: {tags: [{key: "dicom/orthanc_id", value: $value}]}) {
+    ... on Runs { results { runId status startTime endTime parentRunId } }
+  }
+}
+"""
+
+
 @dataclass
 class System:
     settings: Settings
@@ -79,8 +88,11 @@ class System:
             ],
         )
         if daemon:
-            self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+            self.start_daemon()
         _wait_http(f"{self.dagster_url}/server_info", 120, "Dagster webserver")
+
+    def start_daemon(self) -> None:
+        self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
 
     def start_webhook(self) -> None:
         self._start(
@@ -110,6 +122,17 @@ class System:
                 with _suppress_lookup():
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
+
+    def study_runs(self, orthanc_id: str) -> list[dict[str, object]]:
+        """Every Dagster run of one study (by its Orthanc id tag), as the webserver reports it."""
+        response = httpx.post(
+            f"{self.dagster_url}/graphql",
+            json={"query": STUDY_RUNS_QUERY, "variables": {"value": orthanc_id}},
+            timeout=30,
+        )
+        response.raise_for_status()
+        results: list[dict[str, object]] = response.json()["data"]["runsOrError"]["results"]
+        return results
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.home.glob("*.log"))

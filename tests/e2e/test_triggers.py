@@ -157,29 +157,11 @@ def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
     assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
 
     # The instance's tag limit let at most one of these runs execute at any moment.
-    runs = _study_runs(full_system, seeded.orthanc_id)
+    runs = full_system.study_runs(seeded.orthanc_id)
     assert len(runs) >= 11 and all(r["status"] == "SUCCESS" for r in runs)
     intervals = sorted((float(str(r["startTime"])), float(str(r["endTime"]))) for r in runs)
     for (_, previous_end), (next_start, _) in itertools.pairwise(intervals):
         assert next_start >= previous_end, "two runs of one study overlapped"
-
-
-RUNS_QUERY = """
-query StudyRuns($value: String!) {
-  runsOrError(filter: {tags: [{key: "dicom/orthanc_id", value: $value}]}) {
-    ... on Runs { results { runId status startTime endTime } }
-  }
-}
-"""
-
-
-def _study_runs(system: System, orthanc_id: str) -> list[dict[str, object]]:
-    response = httpx.post(
-        f"{system.dagster_url}/graphql", json={"query": RUNS_QUERY, "variables": {"value": orthanc_id}}, timeout=30
-    )
-    response.raise_for_status()
-    results: list[dict[str, object]] = response.json()["data"]["runsOrError"]["results"]
-    return results
 
 
 def test_sensor_path_alone_ingests_a_seeded_study(

@@ -1,0 +1,205 @@
+"""Scenario 3: a run worker killed with SIGKILL during extract, through the real daemon.
+
+Two ways a worker dies: alone (the OOM killer picks it; Dagster's code server sees its
+child exit and fails the run), or together with the code server that launched it (the
+container or host is lost; only the dead_run_reaper's heartbeat check can notice). In
+both: no file in the raw store, no row, a dead letter, and the instance's run retry
+ingests the study once, resolving the letter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from dicom_pipeline.settings import Settings
+from tests.e2e.system import System, running_system, wait_for
+from tests.helpers import KafkaTap, clear_change_log, query, seed_one
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT = 180  # a hang guard only
+INSTANCES = 200  # 2 series x 100 x 512 KB: extract takes seconds, long enough to be caught in it
+
+
+@pytest.fixture(scope="module")
+def crash_system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """Daemon, webserver and webhook; Orthanc's own OnStableStudy call is the trigger."""
+    clear_change_log(stack_settings)
+    with running_system(stack_settings, Path(tmp_path_factory.mktemp("crash-system")), sensor=False) as system:
+        # Fast liveness so the reaper's case takes seconds, not minutes.
+        system.env["DICOM_PIPELINE_RUN_HEARTBEAT_SECONDS"] = "1"
+        system.env["DICOM_PIPELINE_RUN_DEAD_AFTER_SECONDS"] = "6"
+        system.start_dagster()
+        system.start_webhook()
+        yield system
+
+
+def test_worker_killed_alone_during_extract(stack_settings: Settings, crash_system: System, events: KafkaTap) -> None:
+    run_id, orthanc_id, study_uid = _kill_during_extract(stack_settings, lambda pid: [pid])
+    killed = time.monotonic()
+
+    _run_status(crash_system, orthanc_id, run_id, {"FAILURE"})
+    failed = time.monotonic()
+    _check_recovered(stack_settings, crash_system, events, run_id, orthanc_id, study_uid, "RunFailure")
+    print(
+        f"3a: run FAILURE {failed - killed:.1f}s after the kill, study ingested {time.monotonic() - killed:.1f}s after"
+    )
+
+
+def test_worker_lost_with_its_code_server_and_daemon_is_reaped(
+    stack_settings: Settings, crash_system: System, events: KafkaTap
+) -> None:
+    def whole_daemon(worker_pid: int) -> list[int]:
+        daemon = crash_system.processes.pop("daemon")
+        return [daemon.pid, *_descendants(daemon.pid)]
+
+    run_id, orthanc_id, study_uid = _kill_during_extract(stack_settings, whole_daemon)
+    killed = time.monotonic()
+    # Nothing that knew the run is left; a new daemon's run monitoring cannot check a
+    # default-launcher worker, so only the reaper will fail it.
+    assert _run_status(crash_system, orthanc_id, run_id, {"STARTED"})["status"] == "STARTED"
+    crash_system.start_daemon()
+
+    _run_status(crash_system, orthanc_id, run_id, {"FAILURE"})
+    failed = time.monotonic()
+    _check_recovered(stack_settings, crash_system, events, run_id, orthanc_id, study_uid, "RunWorkerLost")
+    assert query("SELECT count(*) FROM run_heartbeat WHERE run_id = :run", run=run_id) == [(0,)]
+    print(
+        f"3b: run FAILURE {failed - killed:.1f}s after the kill, study ingested {time.monotonic() - killed:.1f}s after"
+    )
+
+
+def _kill_during_extract(settings: Settings, victims: Callable[[int], list[int]]) -> tuple[str, str, str]:
+    seeded, spec = seed_one(settings, modality="CT", series=2, instances=INSTANCES // 2, size=512)
+
+    def launched_run() -> str | None:
+        rows = query(
+            "SELECT run_id FROM ingestion_request WHERE orthanc_id = :id AND run_id IS NOT NULL", id=seeded.orthanc_id
+        )
+        return str(rows[0][0]) if rows else None
+
+    run_id = str(wait_for(launched_run, TIMEOUT, "Orthanc's webhook call to become a run"))
+    staging = settings.staging_dir.resolve() / run_id
+    wait_for(lambda: any(staging.rglob("*.dcm")), TIMEOUT, "extract to start downloading", interval=0.05)
+    rows = query("SELECT pid FROM run_heartbeat WHERE run_id = :run", run=run_id)
+    assert rows, "a run that is extracting has a heartbeat"
+    worker = int(rows[0][0])
+    doomed = [*victims(worker), *_descendants(worker)]
+    assert worker in doomed
+
+    downloaded = len(list(staging.rglob("*.dcm")))
+    for pid in doomed:
+        _kill(pid)
+    # The extract pool's forked workers die with the run worker (PR_SET_PDEATHSIG).
+    wait_for(lambda: not any(_alive(pid) for pid in doomed), 30, "every killed process to be gone")
+    assert 0 < downloaded < INSTANCES, f"the kill was not during extract ({downloaded} files staged)"
+    print(f"killed {len(doomed)} process(es) with {downloaded}/{INSTANCES} files staged")
+
+    # Nothing of the study reached the database or the raw store.
+    assert query("SELECT count(*) FROM study WHERE study_instance_uid = :uid", uid=spec.study_uid) == [(0,)]
+    assert _stored_files(settings, spec.study_uid) == []
+    return run_id, seeded.orthanc_id, spec.study_uid
+
+
+def _check_recovered(
+    settings: Settings,
+    system: System,
+    events: KafkaTap,
+    run_id: str,
+    orthanc_id: str,
+    study_uid: str,
+    error_type: str,
+) -> None:
+    letters = wait_for(
+        lambda: query("SELECT error_type, failed_op, orthanc_id FROM dead_letter WHERE run_id = :run", run=run_id),
+        TIMEOUT,
+        "the killed run's dead letter",
+    )
+    assert letters == [(error_type, "run", orthanc_id)]
+    # The instance's run_retries re-executes a crashed run; the retry ingests the study.
+    retry = _retry_of(system, orthanc_id, run_id)
+    assert retry["status"] == "SUCCESS"
+    versions = query(
+        "SELECT v.version FROM study_version v JOIN study s ON s.id = v.study_id WHERE s.study_instance_uid = :uid",
+        uid=study_uid,
+    )
+    assert versions == [(1,)]
+    assert query(
+        "SELECT count(*) FROM instance i JOIN study s ON s.id = i.study_id WHERE s.study_instance_uid = :uid",
+        uid=study_uid,
+    ) == [(INSTANCES,)]
+    assert len(_stored_files(settings, study_uid)) == INSTANCES
+    assert len(events.read(expected=2, timeout=15, key=study_uid)) == 1
+    assert query("SELECT resolved_at IS NOT NULL FROM dead_letter WHERE run_id = :run", run=run_id) == [(True,)]
+    assert wait_for(
+        lambda: query("SELECT status FROM ingestion_request WHERE orthanc_id = :id", id=orthanc_id) == [("succeeded",)],
+        TIMEOUT,
+        "the webhook request to read succeeded",
+    )
+    staging = settings.staging_dir.resolve() / run_id
+    assert wait_for(lambda: not staging.exists(), TIMEOUT, "the killed run's scratch folder to be removed")
+
+
+def _retry_of(system: System, orthanc_id: str, run_id: str) -> dict[str, object]:
+    def finished_retry() -> dict[str, object] | None:
+        for run in system.study_runs(orthanc_id):
+            if run["parentRunId"] == run_id and run["status"] in ("SUCCESS", "FAILURE"):
+                return run
+        return None
+
+    retry = wait_for(finished_retry, TIMEOUT, f"the retry of run {run_id} to finish")
+    assert isinstance(retry, dict)
+    return retry
+
+
+def _run_status(system: System, orthanc_id: str, run_id: str, wanted: set[str]) -> dict[str, object]:
+    def current() -> dict[str, object] | None:
+        for run in system.study_runs(orthanc_id):
+            if run["runId"] == run_id and run["status"] in wanted:
+                return run
+        return None
+
+    run = wait_for(current, TIMEOUT, f"run {run_id} to be {wanted}")
+    assert isinstance(run, dict)
+    return run
+
+
+def _stored_files(settings: Settings, study_uid: str) -> list[Path]:
+    root = Path(settings.storage_url.removeprefix("file://")) / study_uid
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
