@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select, update
 
 from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.ingestion_requests import mark_published_late
 from dicom_pipeline.db.models import DeadLetter, Outbox
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.errors import EventPublishError
@@ -62,7 +63,7 @@ def publish_pending_events(
                     if r.study_instance_uid and r.headers.get("event_type") != "ingestion.failed"
                 }
                 if studies:
-                    session.execute(
+                    late_runs = session.scalars(
                         update(DeadLetter)
                         .where(
                             DeadLetter.study_instance_uid.in_(studies),
@@ -70,7 +71,10 @@ def publish_pending_events(
                             DeadLetter.resolved_at.is_(None),
                         )
                         .values(resolved_at=func.now())
-                    )
+                        .returning(DeadLetter.run_id)
+                    ).all()
+                    # Their webhook requests read "failed"; the study is in and its event out.
+                    mark_published_late(session, [run for run in late_runs if run])
             for row in rows:
                 error = report.failed.get(str(row.event_id))
                 if error is not None:
