@@ -1,9 +1,10 @@
 """Noticing run workers that died without a word (SIGKILL, the OOM killer, a lost host).
 
 Dagster's run monitoring can check a run worker's health only for launchers that support
-it (Kubernetes, Docker, ECS). With the default launcher a worker killed mid-run leaves its
-run STARTED forever: the study is neither ingested nor dead-lettered, and the per-study
-concurrency slot stays taken. So each run of this code location beats while it runs
+it (Kubernetes, Docker, ECS). With the default launcher only the code server that started
+the worker notices its death, and only while it lives itself: a worker lost together with
+its code server (a container or host gone) leaves its run STARTED forever, the study
+neither ingested nor dead-lettered, its per-study concurrency slot taken. So each run of this code location beats while it runs
 (`Heartbeat`, held by the ingestion resource), and the `dead_run_reaper` sensor fails the
 runs that went silent (`DeadRunDetector`).
 
