@@ -81,6 +81,12 @@ def query(sql: str, **params: Any) -> list[Any]:
         return list(conn.execute(text(sql), params).all())
 
 
+def execute(sql: str, **params: Any) -> int:
+    """A committed change (for tests that must clean up after themselves); rows affected."""
+    with get_runtime().engine.begin() as conn:
+        return int(conn.execute(text(sql), params).rowcount)
+
+
 @dataclass
 class KafkaMessage:
     key: str
