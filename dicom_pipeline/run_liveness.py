@@ -4,9 +4,9 @@ Dagster's run monitoring can check a run worker's health only for launchers that
 it (Kubernetes, Docker, ECS). With the default launcher only the code server that started
 the worker notices its death, and only while it lives itself: a worker lost together with
 its code server (a container or host gone) leaves its run STARTED forever, the study
-neither ingested nor dead-lettered, its per-study concurrency slot taken. So each run of this code location beats while it runs
-(`Heartbeat`, held by the ingestion resource), and the `dead_run_reaper` sensor fails the
-runs that went silent (`DeadRunDetector`).
+neither ingested nor dead-lettered, its per-study concurrency slot taken. So each run of
+this code location beats while it runs (`Heartbeat`, held by the ingestion resource), and
+the `dead_run_reaper` sensor fails the runs that went silent (`DeadRunDetector`).
 
 A run is declared dead only when two reaper ticks, at least one heartbeat interval
 apart, saw the same last sign of life older than the limit. A live worker beats between
