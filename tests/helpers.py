@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -160,3 +161,23 @@ def clear_change_log(settings: Settings) -> None:
     """Empty Orthanc's change log so a new sensor starts from now, not from earlier studies."""
     with orthanc_client(settings) as client:
         client.delete("/changes").raise_for_status()
+
+
+def unused_study_dates(settings: Settings, days: int) -> list[dt.date]:
+    """`days` consecutive dates on which Orthanc holds no study yet, so per-date counts are
+    exactly a test's own (other tests, and pydicom's bundled files, bring their own dates).
+    Within 2000-2024: the backfill's daily partitions start in 2000 and end today."""
+    with orthanc_client(settings) as client:
+        for _ in range(20):
+            base = dt.date(2000, 1, 1) + dt.timedelta(days=unique_seed() % 9000)
+            dates = [base + dt.timedelta(days=i) for i in range(days)]
+            taken = [
+                d
+                for d in dates
+                if client.post(
+                    "/tools/find", json={"Level": "Study", "Query": {"StudyDate": d.strftime("%Y%m%d")}}
+                ).json()
+            ]
+            if not taken:
+                return dates
+    raise AssertionError("found no free study dates in 20 tries")

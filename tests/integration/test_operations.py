@@ -16,7 +16,7 @@ from dicom_pipeline.ingestion.replay import replay_events
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
-from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, upload
+from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, unused_study_dates, upload
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,7 @@ def _run_partition(day: dt.date) -> dict[str, int]:
 
 
 def test_backfill_ingests_each_study_of_the_dates_once_and_a_rerun_changes_nothing(stack_settings: Settings) -> None:
-    # Dates far from every other test's studies, so the counts are exactly ours.
-    base = dt.date(2001, 1, 1) + dt.timedelta(days=unique_seed() % 3000)
-    days = [base, base + dt.timedelta(days=1), base + dt.timedelta(days=2)]
+    days = unused_study_dates(stack_settings, 3)
     plan = SeedPlan(
         studies=5, modalities=("CR", "DX"), rows=16, columns=16, dates=(days[0], days[0], days[2]), seed=unique_seed()
     )
@@ -61,7 +59,7 @@ def test_backfill_ingests_each_study_of_the_dates_once_and_a_rerun_changes_nothi
 def test_a_failing_study_in_a_backfill_is_dead_lettered_and_redrive_ingests_it_after_the_fix(
     stack_settings: Settings,
 ) -> None:
-    day = dt.date(2010, 1, 1) + dt.timedelta(days=unique_seed() % 1500)
+    (day,) = unused_study_dates(stack_settings, 1)
     good, bad = plan_studies(
         SeedPlan(studies=2, modalities=("DX",), rows=16, columns=16, dates=(day,), seed=unique_seed())
     )
