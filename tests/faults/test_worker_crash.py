@@ -88,8 +88,11 @@ def _kill_during_extract(settings: Settings, victims: Callable[[int], list[int]]
     run_id = str(wait_for(launched_run, TIMEOUT, "Orthanc's webhook call to become a run"))
     staging = settings.staging_dir.resolve() / run_id
     wait_for(lambda: any(staging.rglob("*.dcm")), TIMEOUT, "extract to start downloading", interval=0.05)
-    rows = query("SELECT pid FROM run_heartbeat WHERE run_id = :run", run=run_id)
-    assert rows, "a run that is extracting has a heartbeat"
+    # The first beat is written by a thread as the run starts; it may trail the first file.
+    rows = wait_for(
+        lambda: query("SELECT pid FROM run_heartbeat WHERE run_id = :run", run=run_id), 10, "the run's heartbeat"
+    )
+    assert isinstance(rows, list)
     worker = int(rows[0][0])
     doomed = [*victims(worker), *_descendants(worker)]
     assert worker in doomed
