@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, update
 
+from dicom_pipeline.db.dead_letters import resolve_publish_failures
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import mark_published_late
-from dicom_pipeline.db.models import DeadLetter, Outbox
+from dicom_pipeline.db.models import Outbox
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.errors import EventPublishError
 from dicom_pipeline.kafka.producer import EventProducer
@@ -62,19 +63,8 @@ def publish_pending_events(
                     for r in delivered
                     if r.study_instance_uid and r.headers.get("event_type") != "ingestion.failed"
                 }
-                if studies:
-                    late_runs = session.scalars(
-                        update(DeadLetter)
-                        .where(
-                            DeadLetter.study_instance_uid.in_(studies),
-                            DeadLetter.failed_op == "publish_event",
-                            DeadLetter.resolved_at.is_(None),
-                        )
-                        .values(resolved_at=func.now())
-                        .returning(DeadLetter.run_id)
-                    ).all()
-                    # Their webhook requests read "failed"; the study is in and its event out.
-                    mark_published_late(session, [run for run in late_runs if run])
+                # Their webhook requests read "failed"; the study is in and its event out.
+                mark_published_late(session, resolve_publish_failures(session, studies))
             for row in rows:
                 error = report.failed.get(str(row.event_id))
                 if error is not None:
