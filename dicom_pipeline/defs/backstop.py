@@ -34,10 +34,14 @@ STUDY_JOBS = (ingest_study, ingest_batch)
 def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
     message = context.failure_event.message or "run failed before any step could report"
     record = context.instance.get_run_record_by_id(context.dagster_run.run_id)
-    settle_failed_run(context.dagster_run, record.start_time if record else None, "RunFailure", message)
+    settle_failed_run(context.dagster_run, run_started_at(record) if record else None, "RunFailure", message)
 
 
-def settle_failed_run(run: dg.DagsterRun, started: float | None, error_type: str, message: str) -> None:
+def run_started_at(record: dg.RunRecord) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(record.start_time, dt.UTC) if record.start_time else None
+
+
+def settle_failed_run(run: dg.DagsterRun, started_at: dt.datetime | None, error_type: str, message: str) -> None:
     """After a run failed: its scratch folder removed, its dead letter written unless it has
     one, then its webhook request (if any) marked failed.
 
@@ -67,7 +71,7 @@ def settle_failed_run(run: dg.DagsterRun, started: float | None, error_type: str
             transient=True,
             attempts=1,
         ),
-        ingested_since=dt.datetime.fromtimestamp(started, dt.UTC) if started else None,
+        ingested_since=started_at,
     )
     # Only once the dead letter is durable: a request that reads "failed" has its letter.
     request_failed(runtime, run.tags.get(tags.REQUEST_ID), message)

@@ -8,7 +8,6 @@ study's concurrency slot and lets the instance's run_retries re-execute it).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import dagster as dg
@@ -16,7 +15,7 @@ import dagster as dg
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.run_heartbeats import forget, last_beats
 from dicom_pipeline.defs.backfill import backfill_by_study_date
-from dicom_pipeline.defs.backstop import settle_failed_run
+from dicom_pipeline.defs.backstop import run_started_at, settle_failed_run
 from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study, outbox_relay
 from dicom_pipeline.defs.reconcile import reconcile
@@ -38,23 +37,16 @@ def dead_run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     runtime = get_runtime()
     detector = DeadRunDetector(runtime.settings.run_dead_after_seconds)
     monitored = {job.name for job in MONITORED_JOBS}
-    records = [
-        r
+    runs = {
+        r.dagster_run.run_id: StartedRun(r.dagster_run.run_id, run_started_at(r))
         for r in context.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
         if r.dagster_run.job_name in monitored
-    ]
-    runs = [
-        StartedRun(
-            r.dagster_run.run_id,
-            dt.datetime.fromtimestamp(r.start_time, dt.UTC) if r.start_time else None,
-        )
-        for r in records
-    ]
+    }
     with transaction(runtime.engine) as session:
-        now, beats = last_beats(session, [run.run_id for run in runs])
-    dead, remember = detector.judge(detector.silent(runs, beats, now), json.loads(context.cursor or "{}"))
+        now, beats = last_beats(session, list(runs))
+    silent = detector.silent(list(runs.values()), beats, now)
+    dead, remember = detector.judge(silent, json.loads(context.cursor or "{}"))
 
-    started_at = {run.run_id: run.started_at for run in runs}
     reaped = []
     for run_id in dead:
         run = context.instance.get_run_by_id(run_id)
@@ -65,8 +57,7 @@ def dead_run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             f"run worker stopped sending heartbeats (last {last.isoformat() if last else 'never'}, "
             f"limit {detector.dead_after_seconds:.0f}s): it was killed or its host was lost"
         )
-        started = started_at.get(run_id)
-        settle_failed_run(run, started.timestamp() if started else None, "RunWorkerLost", message)
+        settle_failed_run(run, runs[run_id].started_at, "RunWorkerLost", message)
         context.instance.report_run_failed(run, message)
         reaped.append(run_id)
         context.log.warning(f"run {run_id} marked failed: {message}")
