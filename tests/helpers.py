@@ -138,6 +138,15 @@ class KafkaTap:
         self.consumer.close()
 
 
+def versions_per_study(study_uids: list[str]) -> dict[str, int]:
+    rows = query(
+        "SELECT s.study_instance_uid, count(v.id) FROM study s JOIN study_version v ON v.study_id = s.id "
+        "WHERE s.study_instance_uid = ANY(:uids) GROUP BY s.study_instance_uid",
+        uids=study_uids,
+    )
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
 def stored_sop_uids(study_uid: str) -> set[str]:
     rows = query(
         "SELECT i.sop_instance_uid FROM instance i JOIN study s ON s.id = i.study_id WHERE s.study_instance_uid = :uid",
@@ -163,21 +172,14 @@ def clear_change_log(settings: Settings) -> None:
         client.delete("/changes").raise_for_status()
 
 
-def unused_study_dates(settings: Settings, days: int) -> list[dt.date]:
+def unused_study_dates(days: int) -> list[dt.date]:
     """`days` consecutive dates on which Orthanc holds no study yet, so per-date counts are
     exactly a test's own (other tests, and pydicom's bundled files, bring their own dates).
     Within 2000-2024: the backfill's daily partitions start in 2000 and end today."""
-    with orthanc_client(settings) as client:
+    with get_runtime().orthanc() as orthanc:
         for _ in range(20):
             base = dt.date(2000, 1, 1) + dt.timedelta(days=unique_seed() % 9000)
             dates = [base + dt.timedelta(days=i) for i in range(days)]
-            taken = [
-                d
-                for d in dates
-                if client.post(
-                    "/tools/find", json={"Level": "Study", "Query": {"StudyDate": d.strftime("%Y%m%d")}}
-                ).json()
-            ]
-            if not taken:
+            if not any(orthanc.find_studies({"StudyDate": d.strftime("%Y%m%d")}) for d in dates):
                 return dates
     raise AssertionError("found no free study dates in 20 tries")

@@ -33,7 +33,7 @@ class PidFile:
     def running_pid(self) -> int | None:
         """The recorded pid if that process is alive and still the program we started."""
         pid = self.read()
-        if pid is None or not _alive(pid):
+        if pid is None or not is_alive(pid):
             return None
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -42,7 +42,7 @@ class PidFile:
         return pid if self.cmdline_marker in cmdline else None
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +93,7 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
-        if not _alive(pid):
+        if not is_alive(pid):
             return
         time.sleep(0.1)
     try:
@@ -102,7 +102,7 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
         return
     for _ in range(50):
         _reap(pid)
-        if not _alive(pid):
+        if not is_alive(pid):
             return
         time.sleep(0.1)
 

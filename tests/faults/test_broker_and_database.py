@@ -17,18 +17,9 @@ from dicom_pipeline.settings import Settings
 from dicom_pipeline.stack.control import Stack
 from dicom_pipeline.stack.kafka import KafkaService
 from dicom_pipeline.stack.postgres import PostgresService
-from tests.helpers import KafkaTap, query, seed_one
+from tests.helpers import KafkaTap, query, seed_one, versions_per_study
 
 pytestmark = pytest.mark.integration
-
-
-def _versions_per_study(study_uids: list[str]) -> dict[str, int]:
-    rows = query(
-        "SELECT s.study_instance_uid, count(v.id) FROM study s JOIN study_version v ON v.study_id = s.id "
-        "WHERE s.study_instance_uid = ANY(:uids) GROUP BY s.study_instance_uid",
-        uids=study_uids,
-    )
-    return {str(row[0]): int(row[1]) for row in rows}
 
 
 def _in_background(fn: object) -> tuple[threading.Thread, list[BatchReport]]:
@@ -40,7 +31,7 @@ def _in_background(fn: object) -> tuple[threading.Thread, list[BatchReport]]:
 
 def _wait_for_versions(study_uids: list[str], at_least: int) -> None:
     for _ in range(600):
-        if sum(_versions_per_study(study_uids).values()) >= at_least:
+        if sum(versions_per_study(study_uids).values()) >= at_least:
             return
         time.sleep(0.1)
 
@@ -69,7 +60,7 @@ def test_kafka_killed_during_20_ingests_every_study_one_version_and_every_event_
 
     # Whatever the runs could not send, the relay sends now.
     publish_pending_events(get_runtime().engine, get_runtime().producer)
-    assert _versions_per_study(uids) == dict.fromkeys(uids, 1), "each study exactly one version"
+    assert versions_per_study(uids) == dict.fromkeys(uids, 1), "each study exactly one version"
     assert query(
         "SELECT count(*) FROM outbox WHERE study_instance_uid = ANY(:uids) AND published_at IS NULL", uids=uids
     ) == [(0,)]
@@ -118,7 +109,7 @@ def test_postgres_restarted_mid_batch_loses_and_duplicates_nothing(stack_setting
     failed = [r.orthanc_id for r in report.failures]
     if failed:  # only a retry budget ran out; a second pass must complete them
         ingest_studies(get_runtime(), failed, trigger="fault-postgres-redrive", run_id=None)
-    assert _versions_per_study(uids) == dict.fromkeys(uids, 1)
+    assert versions_per_study(uids) == dict.fromkeys(uids, 1)
     assert query(
         "SELECT count(*), count(DISTINCT (i.study_id, i.sop_instance_uid)) FROM instance i "
         "JOIN study s ON s.id = i.study_id WHERE s.study_instance_uid = ANY(:uids)",

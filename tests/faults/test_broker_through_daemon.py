@@ -17,7 +17,7 @@ from dicom_pipeline.settings import Settings
 from dicom_pipeline.stack.control import Stack
 from dicom_pipeline.stack.kafka import KafkaService
 from tests.e2e.system import System, running_system, wait_for
-from tests.helpers import KafkaTap, clear_change_log, query, seed_one
+from tests.helpers import KafkaTap, clear_change_log, query, seed_one, versions_per_study
 
 pytestmark = pytest.mark.e2e
 
@@ -86,12 +86,7 @@ def test_kafka_killed_while_the_daemon_ingests_20_studies(
     )
     drained = time.monotonic()
 
-    versions = query(
-        "SELECT s.study_instance_uid, count(v.id) FROM study s JOIN study_version v ON v.study_id = s.id "
-        "WHERE s.study_instance_uid = ANY(:uids) GROUP BY s.study_instance_uid",
-        uids=list(uids),
-    )
-    assert {str(uid): int(n) for uid, n in versions} == dict.fromkeys(uids, 1)
+    assert versions_per_study(list(uids)) == dict.fromkeys(uids, 1)
 
     expected_ids = {
         str(r[0])

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from dicom_pipeline.settings import Settings
+from dicom_pipeline.stack.process import is_alive
 from tests.e2e.system import System, running_system, wait_for
 from tests.helpers import KafkaTap, clear_change_log, query, seed_one
 
@@ -101,7 +102,7 @@ def _kill_during_extract(settings: Settings, victims: Callable[[int], list[int]]
     for pid in doomed:
         _kill(pid)
     # The extract pool's forked workers die with the run worker (PR_SET_PDEATHSIG).
-    wait_for(lambda: not any(_alive(pid) for pid in doomed), 30, "every killed process to be gone")
+    wait_for(lambda: not any(is_alive(pid) for pid in doomed), 30, "every killed process to be gone")
     assert 0 < downloaded < INSTANCES, f"the kill was not during extract ({downloaded} files staged)"
     print(f"killed {len(doomed)} process(es) with {downloaded}/{INSTANCES} files staged")
 
@@ -198,11 +199,3 @@ def _descendants(pid: int) -> list[int]:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"

@@ -36,7 +36,7 @@ def _run_partition(day: dt.date) -> dict[str, int]:
 
 
 def test_backfill_ingests_each_study_of_the_dates_once_and_a_rerun_changes_nothing(stack_settings: Settings) -> None:
-    days = unused_study_dates(stack_settings, 3)
+    days = unused_study_dates(3)
     plan = SeedPlan(
         studies=5, modalities=("CR", "DX"), rows=16, columns=16, dates=(days[0], days[0], days[2]), seed=unique_seed()
     )
@@ -59,7 +59,7 @@ def test_backfill_ingests_each_study_of_the_dates_once_and_a_rerun_changes_nothi
 def test_a_failing_study_in_a_backfill_is_dead_lettered_and_redrive_ingests_it_after_the_fix(
     stack_settings: Settings,
 ) -> None:
-    (day,) = unused_study_dates(stack_settings, 1)
+    (day,) = unused_study_dates(1)
     good, bad = plan_studies(
         SeedPlan(studies=2, modalities=("DX",), rows=16, columns=16, dates=(day,), seed=unique_seed())
     )
