@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # Whether the change-feed sensor starts running on a fresh Dagster instance (the UI
     # can start and stop it later; its state is then kept by Dagster).
     change_feed_sensor: bool = True
+    # Likewise for the reconcile schedule (every 15 minutes).
+    reconcile_schedule: bool = True
 
     # Run liveness: every run's worker records a heartbeat this often; a STARTED run silent
     # for longer than run_dead_after_seconds is marked failed by the dead_run_reaper sensor

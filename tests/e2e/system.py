@@ -168,6 +168,9 @@ def running_system(settings: Settings, tmp: Path, *, sensor: bool) -> Iterator[S
             "DAGSTER_HOME": str(home),
             "DICOM_PIPELINE_DAGSTER_DATABASE_URL": fresh_dagster_database(settings),
             "DICOM_PIPELINE_CHANGE_FEED_SENSOR": "true" if sensor else "false",
+            # A quarter-hour reconcile tick would race the trigger under test for the study
+            # (seen in CI: the sensor-path study ingested with trigger "reconcile").
+            "DICOM_PIPELINE_RECONCILE_SCHEDULE": "false",
             "DICOM_PIPELINE_DAGSTER_URL": f"http://127.0.0.1:{settings.dagster_port}",
         }
     )
