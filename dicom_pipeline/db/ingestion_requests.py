@@ -50,14 +50,21 @@ def mark_finished(
     outcome: str | None = None,
     error: str | None = None,
 ) -> None:
+    """Record how the request's run ended.
+
+    A failure never overwrites a success: a failed run can be reported after its retry (or
+    a later trigger) already ingested the study, by the backstop sensor, and the request
+    was served all the same.
+    """
     try:
         key = uuid.UUID(request_id)
     except ValueError:
         return
+    statement = update(IngestionRequest).where(IngestionRequest.id == key)
+    if not succeeded:
+        statement = statement.where(IngestionRequest.status != "succeeded")
     session.execute(
-        update(IngestionRequest)
-        .where(IngestionRequest.id == key)
-        .values(
+        statement.values(
             status="succeeded" if succeeded else "failed",
             study_instance_uid=study_uid,
             version=version,
