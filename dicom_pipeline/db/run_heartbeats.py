@@ -32,4 +32,4 @@ def last_beats(session: Session, run_ids: Collection[str]) -> tuple[dt.datetime,
     rows = session.execute(
         select(RunHeartbeat.run_id, RunHeartbeat.beat_at).where(RunHeartbeat.run_id.in_(list(run_ids)))
     )
-    return now, {str(run_id): beat_at for run_id, beat_at in rows.tuples()}
+    return now, {str(run_id): beat_at for run_id, beat_at in rows}

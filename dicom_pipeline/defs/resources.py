@@ -24,7 +24,7 @@ class IngestionResource(dg.ConfigurableResource):
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[IngestionResource]:
-        run = context.dagster_run
+        run = context.run
         if run is None:  # built outside a run (tests, sensors): nothing to keep alive
             yield self
             return
