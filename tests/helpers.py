@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,11 @@ from dicom_pipeline.settings import Settings
 
 def unique_seed() -> int:
     return uuid.uuid4().int % 1_000_000_000
+
+
+def made_up_orthanc_id() -> str:
+    """A well-formed Orthanc study id that no study in Orthanc has."""
+    return "-".join(secrets.token_hex(4) for _ in range(5))
 
 
 def seed_one(

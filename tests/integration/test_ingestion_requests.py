@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -13,14 +12,13 @@ from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.ingestion.requests import request_failed, request_succeeded
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings
-from tests.helpers import execute, query
+from tests.helpers import execute, made_up_orthanc_id, query
 
 
 @pytest.fixture()
 def request_id(stack_settings: Settings) -> Iterator[str]:
-    orthanc_id = "-".join(secrets.token_hex(4) for _ in range(5))
     with transaction(get_runtime().engine) as session:
-        key = str(create_request(session, orthanc_id, "requests-test", "webhook").id)
+        key = str(create_request(session, made_up_orthanc_id(), "requests-test", "webhook").id)
     yield key
     execute("DELETE FROM ingestion_request WHERE id = CAST(:id AS uuid)", id=key)
 

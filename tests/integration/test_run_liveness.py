@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 import uuid
 
@@ -15,7 +14,7 @@ from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.run_liveness import Heartbeat
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings
-from tests.helpers import query
+from tests.helpers import made_up_orthanc_id, query
 
 
 def test_a_run_beats_while_it_runs_and_leaves_no_heartbeat_when_it_ends(stack_settings: Settings) -> None:
@@ -54,8 +53,7 @@ def test_a_late_dead_letter_is_recorded_resolved_when_the_study_was_ingested_sin
     stack_settings: Settings,
 ) -> None:
     runtime = get_runtime()
-    digits = secrets.token_hex(20)
-    orthanc_id = "-".join(digits[i : i + 8] for i in range(0, 40, 8))
+    orthanc_id = made_up_orthanc_id()
     run_started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)
 
     open_id = write_dead_letter(runtime, _letter(orthanc_id, "run-before-ingest"), ingested_since=run_started)
