@@ -14,6 +14,7 @@ from dicom_pipeline.stack.kafka import KafkaService
 from dicom_pipeline.stack.layout import DAGSTER_DB, StackLayout
 from dicom_pipeline.stack.orthanc import OrthancService
 from dicom_pipeline.stack.postgres import PostgresService
+from dicom_pipeline.stack.redis import RedisService
 
 
 class Service(Protocol):
@@ -37,7 +38,12 @@ class Stack:
     @property
     def services(self) -> list[Service]:
         # PostgreSQL first: it is what the other processes of the project need first.
-        return [PostgresService(self.layout), OrthancService(self.layout), KafkaService(self.layout)]
+        return [
+            PostgresService(self.layout),
+            RedisService(self.layout),
+            OrthancService(self.layout),
+            KafkaService(self.layout),
+        ]
 
     def up(self, report: Any = print) -> None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
@@ -78,6 +84,8 @@ class Stack:
             "database_url": self.layout.database_url() if secrets else None,
             "dagster_database_url": self.layout.database_url(DAGSTER_DB) if secrets else None,
             "kafka_bootstrap_servers": self.layout.kafka_bootstrap_servers(),
+            # Broker and result backend of the Celery run workers (one Redis database).
+            "celery_broker_url": self.layout.celery_broker_url() if secrets else None,
             "env_file": str(self.layout.env_path),
             "services": services,
         }

@@ -22,21 +22,22 @@ class StackSecrets:
     database_password: str
     webhook_token: str
     phi_hash_key: str
+    redis_password: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> StackSecrets:
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
-        created = cls(
-            orthanc_password=secrets.token_urlsafe(18),
-            postgres_superuser_password=secrets.token_urlsafe(18),
-            database_password=secrets.token_urlsafe(18),
-            webhook_token=secrets.token_urlsafe(32),
-            phi_hash_key=secrets.token_urlsafe(32),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, json.dumps(created.__dict__, indent=2))
-        return created
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        # A stack made by an older version lacks the newer secrets: generate just those.
+        missing = {
+            name: secrets.token_urlsafe(32 if name in ("webhook_token", "phi_hash_key") else 18)
+            for name in cls.__dataclass_fields__
+            if name not in stored
+        }
+        if missing:
+            stored.update(missing)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_private(path, json.dumps(stored, indent=2))
+        return cls(**{name: stored[name] for name in cls.__dataclass_fields__})
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -75,6 +76,9 @@ class StackLayout:
     def kafka_bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.settings.kafka_port}"
 
+    def celery_broker_url(self) -> str:
+        return f"redis://:{self.secrets().redis_password}@127.0.0.1:{self.settings.redis_port}/0"
+
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.webhook_port}"
 
@@ -92,6 +96,7 @@ class StackLayout:
             "DATABASE_URL": self.database_url(METADATA_DB),
             "DAGSTER_DATABASE_URL": self.database_url(DAGSTER_DB),
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers(),
+            "CELERY_BROKER_URL": self.celery_broker_url(),
             "WEBHOOK_URL": self.webhook_url(),
             "WEBHOOK_TOKEN": s.webhook_token,
             "DAGSTER_URL": self.dagster_url(),
