@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from sqlalchemy import func, or_, select, text, update
@@ -84,26 +83,6 @@ def resolve_dead_letters(session: Session, study_uid: str | None, orthanc_id: st
         update(DeadLetter).where(DeadLetter.resolved_at.is_(None), or_(*conditions)).values(resolved_at=func.now())
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def resolve_publish_failures(session: Session, study_uids: Collection[str]) -> list[str]:
-    """Close the open publish_event dead letters of studies whose events are now out.
-
-    Returns the failed runs' ids (their webhook requests can then read succeeded).
-    """
-    if not study_uids:
-        return []
-    run_ids = session.scalars(
-        update(DeadLetter)
-        .where(
-            DeadLetter.study_instance_uid.in_(list(study_uids)),
-            DeadLetter.failed_op == "publish_event",
-            DeadLetter.resolved_at.is_(None),
-        )
-        .values(resolved_at=func.now())
-        .returning(DeadLetter.run_id)
-    ).all()
-    return [run_id for run_id in run_ids if run_id]
 
 
 def _lock_orthanc_study(session: Session, orthanc_id: str) -> None:

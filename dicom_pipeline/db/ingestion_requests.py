@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from dicom_pipeline.db.models import IngestionRequest, Study, StudyVersion
+from dicom_pipeline.db.models import IngestionRequest
 
 
 def create_request(session: Session, orthanc_id: str, correlation_id: str, trigger: str) -> IngestionRequest:
@@ -70,32 +70,6 @@ def mark_finished(
             version=version,
             outcome=outcome,
             error=error[:2000] if error else None,
-            updated_at=func.now(),
-        )
-    )
-
-
-def mark_published_late(session: Session, run_ids: Collection[str]) -> None:
-    """Requests whose run failed only at publishing succeeded once the relay sent the event.
-
-    Their version was recorded by the run; the event waited in the outbox.
-    """
-    if not run_ids:
-        return
-    session.execute(
-        update(IngestionRequest)
-        .where(
-            IngestionRequest.run_id.in_(list(run_ids)),
-            IngestionRequest.status == "failed",
-            StudyVersion.run_id == IngestionRequest.run_id,
-            Study.id == StudyVersion.study_id,
-        )
-        .values(
-            status="succeeded",
-            study_instance_uid=Study.study_instance_uid,
-            version=StudyVersion.version,
-            outcome=case((StudyVersion.version == 1, "created"), else_="updated"),
-            error=None,
             updated_at=func.now(),
         )
     )

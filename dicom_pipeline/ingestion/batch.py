@@ -1,4 +1,8 @@
-"""Many studies in one process with bounded concurrency; one failure never stops the others."""
+"""Many studies in one run (backfill partitions, reconciliation), a few at a time.
+
+Each study goes through the one use case, with its own correlation id; one failure is
+dead-lettered and never stops the others.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from dicom_pipeline.ingestion.study import StudyResult, ingest_study_now
+from dicom_pipeline.domain.identifiers import new_correlation_id
+from dicom_pipeline.ingestion.study import IngestStudy, StudyResult, ingest_study
 from dicom_pipeline.runtime import Runtime
 
 
@@ -35,8 +40,13 @@ def ingest_studies(
     on_result: Callable[[StudyResult], None] | None = None,
 ) -> BatchReport:
     report = BatchReport()
+
+    def one(orthanc_id: str) -> StudyResult:
+        command = IngestStudy(orthanc_id, trigger=trigger, correlation_id=new_correlation_id(), run_id=run_id)
+        return ingest_study(runtime, command)
+
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="study") as pool:
-        for result in pool.map(lambda oid: ingest_study_now(runtime, oid, trigger=trigger, run_id=run_id), orthanc_ids):
+        for result in pool.map(one, orthanc_ids):
             report.add(result)
             if on_result is not None:
                 on_result(result)

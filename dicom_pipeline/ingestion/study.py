@@ -1,33 +1,52 @@
-"""Ingest one study in this thread, step by step, as the ops do, with retries and a dead letter.
+"""The use case "ingest a study": extract, store, persist, publish; written once.
 
-Batch work (reconciliation, date backfills) uses this to ingest many studies in one
-process instead of one Dagster run each; the steps and their guarantees are the same.
+Every caller runs exactly this: the `ingest_study` Dagster run, backfill partitions and
+reconciliation (many studies in one run), and the CLI. Retries (transient errors only)
+come from one RetryPolicy; a study that cannot be ingested gets one dead letter, written
+by `write_dead_letter`, and whatever it staged is removed.
+
+Publishing is not a step that can fail the study: the version and its event are committed
+together (the outbox) before anything is sent, so an event Kafka did not take now waits
+in the outbox for the relay. The study is ingested either way.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
-from dicom_pipeline.db.dead_letters import DeadLetterInput
 from dicom_pipeline.db.repository import VersionOutcome
-from dicom_pipeline.domain.identifiers import new_correlation_id
+from dicom_pipeline.domain.metadata import ExtractedStudy
 from dicom_pipeline.errors import PipelineError
-from dicom_pipeline.ingestion.dead_letter import write_dead_letter
+from dicom_pipeline.ingestion.dead_letter import dead_letter_for_failure, write_dead_letter
 from dicom_pipeline.ingestion.extract import extract_study
 from dicom_pipeline.ingestion.persist import discard_staging, persist_study_version
+from dicom_pipeline.ingestion.requests import request_failed, request_succeeded
+from dicom_pipeline.ingestion.retry import DEFAULT_POLICY, RetryPolicy, StepFailed
 from dicom_pipeline.ingestion.store import store_raw
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.logs import bound_correlation_id
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-MAX_ATTEMPTS = 4
+
+# Step names are what dead letters record as failed_op (operators filter on them).
+EXTRACT, STORE, PERSIST = "extract_study", "store_raw", "persist_metadata"
+
+StageListener = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class IngestStudy:
+    """The command: which study, who asked, and where the answer goes."""
+
+    orthanc_id: str
+    trigger: str
+    correlation_id: str
+    run_id: str | None = None
+    request_id: str | None = None  # a webhook request to close when done
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,7 @@ class StudyResult:
     orthanc_id: str
     correlation_id: str
     outcome: VersionOutcome | None
+    events_published: int = 0
     error: str | None = None
     dead_letter_id: int | None = None
 
@@ -42,60 +62,97 @@ class StudyResult:
     def status(self) -> str:
         return self.outcome.status if self.outcome is not None else "failed"
 
+    def summary(self) -> dict[str, Any]:
+        base: dict[str, Any] = {"orthanc_id": self.orthanc_id, "correlation_id": self.correlation_id}
+        if self.outcome is None:
+            return {**base, "status": "failed", "error": self.error, "dead_letter_id": self.dead_letter_id}
+        return {**base, **self.outcome.as_dict(), "events_published": self.events_published}
 
-class _StepFailed(Exception):
-    def __init__(self, step: str, cause: BaseException, attempts: int) -> None:
-        super().__init__(str(cause))
-        self.step, self.cause, self.attempts = step, cause, attempts
+
+def _ignore(stage: str, facts: Mapping[str, Any]) -> None:
+    return None
 
 
-def _with_retries(step: str, fn: Callable[[], T]) -> T:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+def ingest_study(
+    runtime: Runtime,
+    command: IngestStudy,
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    on_stage: StageListener = _ignore,
+) -> StudyResult:
+    """Ingest one study; never raises for the study's own failures (they become dead letters).
+
+    `on_stage` hears ("extracted" | "stored" | "persisted" | "published", facts) as each
+    step completes, for callers that show progress (Dagster's lineage materializations).
+    """
+    with bound_correlation_id(command.correlation_id):
+        extracted: ExtractedStudy | None = None
         try:
-            return fn()
-        except PipelineError as exc:
-            if not exc.transient or attempt == MAX_ATTEMPTS:
-                raise _StepFailed(step, exc, attempt) from exc
-        except Exception as exc:
-            if attempt == MAX_ATTEMPTS:
-                raise _StepFailed(step, exc, attempt) from exc
-        time.sleep(min(2 ** (attempt - 1), 8) * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
-    raise AssertionError("unreachable")
+            extracted = policy.call(EXTRACT, lambda: extract_study(runtime, command.orthanc_id, command.run_id))
+            study = extracted
+            on_stage(
+                "extracted",
+                {
+                    "study_uid": study.study_instance_uid,
+                    "downloaded": len(study.new_records),
+                    "reused": len(study.instances) - len(study.new_records),
+                },
+            )
+            stored = policy.call(STORE, lambda: store_raw(runtime, study))
+            on_stage("stored", {"study_uid": study.study_instance_uid, **stored.__dict__})
+            outcome = policy.call(PERSIST, lambda: _persist(runtime, command, study))
+            on_stage("persisted", outcome.as_dict())
+        except StepFailed as failure:
+            return _give_up(runtime, command, failure, extracted)
+
+        published = _publish(runtime, outcome)
+        on_stage("published", {**outcome.as_dict(), "events_published": published})
+        request_succeeded(runtime, command.request_id, outcome)
+        return StudyResult(command.orthanc_id, command.correlation_id, outcome, events_published=published)
 
 
-def ingest_study_now(runtime: Runtime, orthanc_id: str, *, trigger: str, run_id: str | None) -> StudyResult:
-    correlation_id = new_correlation_id()
-    with bound_correlation_id(correlation_id):
-        extracted = None
-        try:
-            extracted = _with_retries("extract_study", lambda: extract_study(runtime, orthanc_id, run_id))
-            _with_retries("store_raw", lambda: store_raw(runtime, extracted))
-            context = runtime.event_context(run_id=run_id, correlation_id=correlation_id, trigger=trigger)
-            outcome = _with_retries("persist_metadata", lambda: persist_study_version(runtime, extracted, context))
-            _with_retries(
-                "publish_event",
-                lambda: publish_pending_events(runtime.engine, runtime.producer, study_uid=outcome.study_instance_uid),
-            )
-            return StudyResult(orthanc_id, correlation_id, outcome)
-        except _StepFailed as failure:
-            if extracted is not None:
-                discard_staging(extracted)
-            cause = failure.cause
-            dead_letter_id = write_dead_letter(
-                runtime,
-                DeadLetterInput(
-                    correlation_id=correlation_id,
-                    trigger=trigger,
-                    study_instance_uid=getattr(cause, "study_uid", None)
-                    or (extracted.study_instance_uid if extracted else None),
-                    orthanc_id=orthanc_id,
-                    instance=getattr(cause, "instance", None),
-                    run_id=run_id,
-                    failed_op=failure.step,
-                    error_type=type(cause).__name__,
-                    error_message=str(cause),
-                    transient=isinstance(cause, PipelineError) and cause.transient,
-                    attempts=failure.attempts,
-                ),
-            )
-            return StudyResult(orthanc_id, correlation_id, None, f"{type(cause).__name__}: {cause}", dead_letter_id)
+def _persist(runtime: Runtime, command: IngestStudy, extracted: ExtractedStudy) -> VersionOutcome:
+    context = runtime.event_context(
+        run_id=command.run_id, correlation_id=command.correlation_id, trigger=command.trigger
+    )
+    return persist_study_version(runtime, extracted, context)
+
+
+def _publish(runtime: Runtime, outcome: VersionOutcome) -> int:
+    """Send the study's pending events once; what Kafka does not take stays for the relay."""
+    try:
+        result = publish_pending_events(
+            runtime.engine, runtime.producer, study_uid=outcome.study_instance_uid, raise_on_failure=False
+        )
+    except PipelineError as exc:
+        log.warning(
+            "events stay in the outbox for the relay",
+            extra={"study_uid": outcome.study_instance_uid, "error": str(exc)[:300]},
+        )
+        return 0
+    if result.failed:
+        log.warning(
+            "events stay in the outbox for the relay",
+            extra={"study_uid": outcome.study_instance_uid, "pending": result.failed},
+        )
+    return result.published
+
+
+def _give_up(
+    runtime: Runtime, command: IngestStudy, failure: StepFailed, extracted: ExtractedStudy | None
+) -> StudyResult:
+    if extracted is not None:
+        discard_staging(extracted)
+    letter = dead_letter_for_failure(
+        failure,
+        correlation_id=command.correlation_id,
+        trigger=command.trigger,
+        orthanc_id=command.orthanc_id,
+        run_id=command.run_id,
+        study_uid=extracted.study_instance_uid if extracted is not None else None,
+    )
+    dead_letter_id = write_dead_letter(runtime, letter)
+    error = f"{type(failure.cause).__name__}: {failure.cause}"
+    # Only once the dead letter is durable: a request that reads "failed" has its letter.
+    request_failed(runtime, command.request_id, f"{failure.step} failed: {error}")
+    return StudyResult(command.orthanc_id, command.correlation_id, None, error=error, dead_letter_id=dead_letter_id)

@@ -1,4 +1,8 @@
-"""Send pending outbox rows to Kafka and mark them published only after the broker's ack."""
+"""Send pending outbox rows to Kafka and mark them published only after the broker's ack.
+
+An adapter: it publishes and reports what was delivered, and knows nothing of studies,
+requests or dead letters.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, update
 
-from dicom_pipeline.db.dead_letters import resolve_publish_failures
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.ingestion_requests import mark_published_late
 from dicom_pipeline.db.models import Outbox
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.errors import EventPublishError
@@ -57,14 +59,6 @@ def publish_pending_events(
                 session.execute(
                     update(Outbox).where(Outbox.id.in_([r.id for r in delivered])).values(published_at=func.now())
                 )
-                # A publish failure is over once its event is out: close those dead letters.
-                studies = {
-                    r.study_instance_uid
-                    for r in delivered
-                    if r.study_instance_uid and r.headers.get("event_type") != "ingestion.failed"
-                }
-                # Their webhook requests read "failed"; the study is in and its event out.
-                mark_published_late(session, resolve_publish_failures(session, studies))
             for row in rows:
                 error = report.failed.get(str(row.event_id))
                 if error is not None:
