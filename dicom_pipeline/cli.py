@@ -285,6 +285,39 @@ def dlq_redrive(letter_id: int | None, redrive_all: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Runs executed at once on this host (one process each).",
+)
+@click.option(
+    "--queues",
+    "-Q",
+    default="dagster,backfill",
+    show_default=True,
+    help="Comma-separated Celery queues: dagster (live study runs), backfill (partition runs).",
+)
+@click.option("--hostname", "-n", default=None, help="Worker name (default dicom-pipeline@<host>).")
+def worker(concurrency: int, queues: str, hostname: str | None) -> None:
+    """A Celery run worker: executes Dagster runs in warm processes (needs DAGSTER_HOME)."""
+    from dicom_pipeline.run_worker import app, require_dagster_home, worker_argv
+
+    try:
+        require_dagster_home()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names:
+        raise click.BadParameter("give at least one queue")
+    app.worker_main(
+        worker_argv(concurrency=concurrency, queues=names, hostname=hostname, loglevel=get_settings().log_level)
+    )
+
+
 @main.command("dagster-home")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 def dagster_home(folder: Path) -> None:

@@ -6,7 +6,6 @@ import dagster as dg
 
 from dicom_pipeline.defs.backfill import backfill_by_study_date
 from dicom_pipeline.defs.backstop import dead_letter_backstop
-from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.change_feed import orthanc_change_feed
 from dicom_pipeline.defs.jobs import ingest_study, outbox_relay, outbox_relay_schedule
 from dicom_pipeline.defs.lineage import LINEAGE_SPECS
@@ -16,7 +15,7 @@ from dicom_pipeline.defs.resources import IngestionResource
 
 defs = dg.Definitions(
     assets=LINEAGE_SPECS,
-    jobs=[ingest_study, ingest_batch, outbox_relay, reconcile, backfill_by_study_date],
+    jobs=[ingest_study, outbox_relay, reconcile, backfill_by_study_date],
     schedules=[outbox_relay_schedule, reconcile_schedule],
     sensors=[orthanc_change_feed, dead_letter_backstop, dead_run_reaper],
     # Op outputs (which hold patient names from the headers) stay in memory: nothing with

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     postgres_port: int = 15432
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
+    redis_port: int = 16379
     webhook_port: int = 18000
     dagster_port: int = 13000
 
@@ -60,6 +61,11 @@ class Settings(BaseSettings):
     kafka_topic: str = "dicom.metadata.v1"
     kafka_dlq_topic: str = "dicom.metadata.dlq"
     kafka_delivery_timeout_seconds: float = 30.0
+
+    # Celery run workers: broker and result backend (Redis). The run launcher in
+    # dagster_home/dagster.yaml and `dicom-pipeline worker` both read these.
+    celery_broker_url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+    celery_result_backend: SecretStr | None = None  # the broker's Redis when unset
 
     # Raw DICOM storage: file:///absolute/path or s3://bucket/prefix.
     storage_url: str = "file://" + str(Path(".stack/storage").resolve())

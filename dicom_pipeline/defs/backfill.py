@@ -33,7 +33,9 @@ def ingest_study_date(context: dg.OpExecutionContext, ingestion: IngestionResour
     partitions_def=study_date_partitions,
     executor_def=dg.in_process_executor,
     # Live study runs come first in the run queue.
-    tags={"dagster/priority": "-1", "dicom/trigger": "backfill"},
+    # and, on the Celery workers, partition runs take their own queue ("backfill"), so a
+    # long backfill never occupies the processes live studies need.
+    tags={"dagster/priority": "-1", "dicom/trigger": "backfill", "dagster-celery/queue": "backfill"},
     description="Ingest every Orthanc study of one Study Date (use Partitions -> Launch backfill).",
 )
 def backfill_by_study_date() -> None:

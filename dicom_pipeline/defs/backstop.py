@@ -14,7 +14,6 @@ import dagster as dg
 from dicom_pipeline.db.dead_letters import DeadLetterInput, has_dead_letter_for_run
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs import tags
-from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.domain.identifiers import correlation_id_or_new
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
@@ -22,7 +21,7 @@ from dicom_pipeline.ingestion.requests import request_failed
 from dicom_pipeline.runtime import get_runtime
 
 # The jobs whose runs ingest studies: a failed run of one of them leaves a dead letter.
-STUDY_JOBS = (ingest_study, ingest_batch)
+STUDY_JOBS = (ingest_study,)
 
 
 @dg.run_failure_sensor(

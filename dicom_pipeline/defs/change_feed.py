@@ -3,7 +3,6 @@
 import dagster as dg
 
 from dicom_pipeline.defs import tags
-from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.reconcile import reconcile
 from dicom_pipeline.domain.identifiers import new_correlation_id
@@ -14,10 +13,10 @@ from dicom_pipeline.settings import get_settings
 
 PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 10
-# Up to this many stable studies in one tick get a run each (the UI shows one run per
-# study); a larger burst goes into ingest_batch runs of BATCH_SIZE studies.
-MAX_SINGLE_RUNS_PER_TICK = 10
-BATCH_SIZE = 50
+# Every stable study gets its own run (watched and re-run alone in the UI). Submitting a
+# run costs a tick ~0.1-0.2 s, so a burst is spread over ticks of at most this many runs,
+# well inside the 60 s tick timeout.
+MAX_RUNS_PER_TICK = 100
 
 
 class ChangeFeedUnavailable(Exception):
@@ -25,7 +24,7 @@ class ChangeFeedUnavailable(Exception):
 
 
 @dg.sensor(
-    jobs=[ingest_study, ingest_batch, reconcile],
+    jobs=[ingest_study, reconcile],
     minimum_interval_seconds=5,
     default_status=(
         dg.DefaultSensorStatus.RUNNING if get_settings().change_feed_sensor else dg.DefaultSensorStatus.STOPPED
@@ -37,34 +36,12 @@ def orthanc_change_feed(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     runtime = get_runtime()
     try:
         with runtime.orthanc() as orthanc:
-            plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK)
+            plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK, MAX_RUNS_PER_TICK)
     except OrthancUnavailable as exc:
         raise ChangeFeedUnavailable(f"Orthanc is unavailable ({exc}); the cursor stays at {cursor.seq}") from exc
 
-    stable = sorted(plan.stable_studies.items(), key=lambda item: item[1])
     run_requests = []
-    if len(stable) > MAX_SINGLE_RUNS_PER_TICK:
-        for start in range(0, len(stable), BATCH_SIZE):
-            chunk = stable[start : start + BATCH_SIZE]
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=f"batch:{chunk[0][1]}-{chunk[-1][1]}",
-                    job_name=ingest_batch.name,
-                    run_config={
-                        "ops": {
-                            "ingest_study_batch": {
-                                "config": {
-                                    "orthanc_study_ids": [orthanc_id for orthanc_id, _ in chunk],
-                                    "trigger": "sensor",
-                                }
-                            }
-                        }
-                    },
-                    tags={tags.TRIGGER: "sensor", "dicom/batch_size": str(len(chunk))},
-                )
-            )
-        stable = []
-    for orthanc_id, seq in stable:
+    for orthanc_id, seq in sorted(plan.stable_studies.items(), key=lambda item: item[1]):
         correlation_id = new_correlation_id()
         run_requests.append(
             dg.RunRequest(

@@ -1,33 +1,24 @@
-"""The four ops of ingest_study: extract -> store -> persist -> publish.
+"""The study op: one Dagster step that runs the use case "ingest a study".
 
-Storage comes before persistence on purpose: a version's rows (and its event) only exist
-once every one of its files is durable, so nothing downstream ever sees a row whose file
-is missing. Transient errors are retried with backoff; permanent ones fail at once.
+One op rather than four: retries, the dead letter and the staging cleanup belong to the
+study as a whole, and live in the use case that every caller shares (README, "How a study
+is ingested"). The steps stay visible in the run: a log line and a lineage
+materialization as each completes. It is also cheaper: every Dagster step writes its own
+events, which a warm worker otherwise spends most of a small study's run on.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.defs import lineage, tags
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import correlation_id_or_new
-from dicom_pipeline.domain.metadata import ExtractedStudy
-from dicom_pipeline.errors import PermanentError
-from dicom_pipeline.ingestion.extract import extract_study as extract_study_step
-from dicom_pipeline.ingestion.persist import persist_study_version
-from dicom_pipeline.ingestion.requests import request_succeeded
-from dicom_pipeline.ingestion.store import store_raw as store_raw_step
-from dicom_pipeline.kafka.outbox import publish_pending_events
-from dicom_pipeline.logs import bound_correlation_id, configure_logging
+from dicom_pipeline.ingestion.study import IngestStudy, ingest_study
 
-T = TypeVar("T")
-
-TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=1.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+STUDY_OP = "ingest_orthanc_study"
 
 
 class IngestStudyConfig(dg.Config):
@@ -36,139 +27,73 @@ class IngestStudyConfig(dg.Config):
     trigger: str = Field(default="manual", description="What asked for this run: sensor, webhook, cli, backfill...")
 
 
-@dataclass(frozen=True)
-class StudyWork:
-    """What flows between the ops of one study run."""
+class _RunProgress:
+    """Turns the use case's stage reports into run tags, log lines and materializations."""
 
-    extracted: ExtractedStudy
-    correlation_id: str
-    trigger: str
+    def __init__(self, context: dg.OpExecutionContext, correlation_id: str) -> None:
+        self.context = context
+        self.correlation_id = correlation_id
 
-
-@dataclass(frozen=True)
-class PersistedVersion:
-    outcome: VersionOutcome
-    correlation_id: str
-
-
-def run_step(fn: Callable[[], T]) -> T:
-    """Permanent errors become a Failure that skips the retry policy."""
-    try:
-        return fn()
-    except PermanentError as exc:
-        raise dg.Failure(
-            description=f"{type(exc).__name__}: {exc}",
-            metadata={"error_type": type(exc).__name__, "instance": exc.instance or ""},
-            allow_retries=False,
-        ) from exc
-
-
-@dg.op(retry_policy=TRANSIENT_RETRY, tags={"kind": "orthanc"})
-def extract_study(context: dg.OpExecutionContext, config: IngestStudyConfig, ingestion: IngestionResource) -> StudyWork:
-    """Stream the study's new instances from Orthanc to staging and read their headers."""
-    runtime = ingestion.runtime()
-    configure_logging(runtime.settings.log_level)
-    correlation_id = correlation_id_or_new(config.correlation_id or context.run.tags.get(tags.CORRELATION_ID))
-    with bound_correlation_id(correlation_id):
-        # extract_study validates the id before it is used anywhere.
-        orthanc_id = config.orthanc_study_id
-        extracted = run_step(lambda: extract_study_step(runtime, orthanc_id, context.run_id))
-    context.instance.add_run_tags(
-        context.run_id,
-        tags.study_run_tags(orthanc_id, correlation_id, config.trigger, extracted.study_instance_uid),
-    )
-    context.log.info(
-        f"extracted study {extracted.study_instance_uid}: {len(extracted.new_records)} downloaded, "
-        f"{len(extracted.instances) - len(extracted.new_records)} already stored (correlation_id={correlation_id})"
-    )
-    return StudyWork(extracted=extracted, correlation_id=correlation_id, trigger=config.trigger)
-
-
-@dg.op(retry_policy=TRANSIENT_RETRY, tags={"kind": "storage"})
-def store_raw(context: dg.OpExecutionContext, work: StudyWork, ingestion: IngestionResource) -> StudyWork:
-    """Write new files to the raw store at deterministic keys; identical objects are skipped."""
-    runtime = ingestion.runtime()
-    with bound_correlation_id(work.correlation_id):
-        report = run_step(lambda: store_raw_step(runtime, work.extracted))
-    if report.written:
-        context.log_event(
-            dg.AssetMaterialization(
-                lineage.RAW_STORE,
-                metadata={
-                    "study_uid": work.extracted.study_instance_uid,
-                    "objects_written": report.written,
-                    "bytes_written": report.bytes_written,
-                    "correlation_id": work.correlation_id,
-                },
+    def __call__(self, stage: str, facts: Mapping[str, Any]) -> None:
+        context, cid = self.context, self.correlation_id
+        if stage == "extracted":
+            # Known from here on, so even a run that fails later names its study.
+            context.instance.add_run_tags(context.run_id, {tags.STUDY_UID: str(facts["study_uid"])})
+            context.log.info(
+                f"extracted study {facts['study_uid']}: {facts['downloaded']} downloaded, "
+                f"{facts['reused']} already stored (correlation_id={cid})"
             )
-        )
-    context.log.info(
-        f"stored {report.written} object(s), {report.unchanged} already identical, "
-        f"{report.bytes_written} bytes (correlation_id={work.correlation_id})"
-    )
-    return work
-
-
-@dg.op(retry_policy=TRANSIENT_RETRY, tags={"kind": "postgres"})
-def persist_metadata(context: dg.OpExecutionContext, work: StudyWork, ingestion: IngestionResource) -> PersistedVersion:
-    """One transaction: rows, a new study version if the content changed, and its outbox event."""
-    runtime = ingestion.runtime()
-    with bound_correlation_id(work.correlation_id):
-        event_context = run_step(
-            lambda: runtime.event_context(
-                run_id=context.run_id, correlation_id=work.correlation_id, trigger=work.trigger
+        elif stage == "stored":
+            context.log.info(
+                f"stored {facts['written']} object(s), {facts['unchanged']} already identical, "
+                f"{facts['bytes_written']} bytes (correlation_id={cid})"
             )
-        )
-        outcome = run_step(lambda: persist_study_version(runtime, work.extracted, event_context))
-    if outcome.status in ("created", "updated"):
-        context.log_event(
-            dg.AssetMaterialization(
-                lineage.METADATA_TABLES,
-                metadata={
-                    "study_uid": outcome.study_instance_uid,
-                    "version": outcome.version,
-                    "status": outcome.status,
-                    "instances": outcome.number_of_instances,
-                    "added": outcome.added,
-                    "correlation_id": work.correlation_id,
-                },
+            if facts["written"]:
+                self._materialize(lineage.RAW_STORE, facts, "study_uid", "written", "bytes_written")
+        elif stage == "persisted":
+            context.log.info(
+                f"study {facts['study_instance_uid']} {facts['status']}: version {facts['version']}, "
+                f"{facts['added']} added, {facts['removed']} removed (correlation_id={cid})"
             )
+            if facts["status"] in ("created", "updated"):
+                self._materialize(lineage.METADATA_TABLES, facts, "study_instance_uid", "version", "status", "added")
+        elif stage == "published":
+            context.log.info(f"published {facts['events_published']} event(s) for {facts['study_instance_uid']}")
+            if facts["events_published"]:
+                self._materialize(
+                    lineage.EVENTS_TOPIC, facts, "study_instance_uid", "version", "event_id", "events_published"
+                )
+
+    def _materialize(self, key: dg.AssetKey, facts: Mapping[str, Any], *names: str) -> None:
+        metadata = {name: facts[name] if facts[name] is not None else "" for name in names}
+        self.context.log_event(
+            dg.AssetMaterialization(key, metadata={**metadata, "correlation_id": self.correlation_id})
         )
-    context.log.info(
-        f"study {outcome.study_instance_uid} {outcome.status}: version {outcome.version}, "
-        f"{outcome.added} added, {outcome.removed} removed (correlation_id={work.correlation_id})"
-    )
-    return PersistedVersion(outcome=outcome, correlation_id=work.correlation_id)
 
 
-@dg.op(retry_policy=TRANSIENT_RETRY, tags={"kind": "kafka"})
-def publish_event(
-    context: dg.OpExecutionContext, persisted: PersistedVersion, ingestion: IngestionResource
+@dg.op(name=STUDY_OP, tags={"kind": "orthanc"})
+def ingest_orthanc_study(
+    context: dg.OpExecutionContext, config: IngestStudyConfig, ingestion: IngestionResource
 ) -> dg.Output[dict[str, object]]:
-    """Send this study's pending outbox rows; mark them published after the broker's ack."""
+    """Extract -> store raw -> persist metadata -> publish event, for one Orthanc study."""
     runtime = ingestion.runtime()
-    outcome = persisted.outcome
-    with bound_correlation_id(persisted.correlation_id):
-        result = run_step(
-            lambda: publish_pending_events(runtime.engine, runtime.producer, study_uid=outcome.study_instance_uid)
+    run_tags = context.run.tags
+    correlation_id = correlation_id_or_new(config.correlation_id or run_tags.get(tags.CORRELATION_ID))
+    command = IngestStudy(
+        orthanc_id=config.orthanc_study_id,
+        trigger=config.trigger,
+        correlation_id=correlation_id,
+        run_id=context.run_id,
+        request_id=run_tags.get(tags.REQUEST_ID),
+    )
+    result = ingest_study(runtime, command, on_stage=_RunProgress(context, correlation_id))
+    summary = result.summary()
+    if result.outcome is None:
+        # The use case has written the dead letter; the run fails without retrying (the
+        # use case already retried what was transient).
+        raise dg.Failure(
+            description=str(result.error),
+            metadata={"dead_letter_id": str(result.dead_letter_id), "correlation_id": correlation_id},
+            allow_retries=False,
         )
-    summary: dict[str, object] = {
-        **outcome.as_dict(),
-        "correlation_id": persisted.correlation_id,
-        "events_published": result.published,
-    }
-    if result.published:
-        context.log_event(
-            dg.AssetMaterialization(
-                lineage.EVENTS_TOPIC,
-                metadata={
-                    "study_uid": outcome.study_instance_uid,
-                    "version": outcome.version,
-                    "event_id": outcome.event_id or "",
-                    "events_published": result.published,
-                },
-            )
-        )
-    request_succeeded(runtime, context.run.tags.get(tags.REQUEST_ID), outcome)
-    context.log.info(f"published {result.published} event(s) for {outcome.study_instance_uid}")
     return dg.Output(summary, metadata={k: str(v) for k, v in summary.items()})

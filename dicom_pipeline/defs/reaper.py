@@ -16,7 +16,6 @@ from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.run_heartbeats import forget, last_beats
 from dicom_pipeline.defs.backfill import backfill_by_study_date
 from dicom_pipeline.defs.backstop import run_started_at, settle_failed_run
-from dicom_pipeline.defs.batch import ingest_batch
 from dicom_pipeline.defs.jobs import ingest_study, outbox_relay
 from dicom_pipeline.defs.reconcile import reconcile
 from dicom_pipeline.run_liveness import DeadRunDetector, StartedRun
@@ -24,7 +23,7 @@ from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import get_settings
 
 # Every job of the code location: each holds the ingestion resource, so each beats.
-MONITORED_JOBS = (ingest_study, ingest_batch, outbox_relay, reconcile, backfill_by_study_date)
+MONITORED_JOBS = (ingest_study, outbox_relay, reconcile, backfill_by_study_date)
 
 
 @dg.sensor(

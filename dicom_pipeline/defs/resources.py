@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 
+from dicom_pipeline.defs import tags
 from dicom_pipeline.run_liveness import Heartbeat
 from dicom_pipeline.runtime import Runtime, get_runtime
 
@@ -29,6 +32,9 @@ class IngestionResource(dg.ConfigurableResource):
             yield self
             return
         runtime = get_runtime()
+        # Which worker executes the run, in the UI's run tags (several hosts share the queue).
+        if context.instance is not None:
+            context.instance.add_run_tags(run.run_id, {tags.WORKER: f"{socket.gethostname()}:{os.getpid()}"})
         heartbeat = Heartbeat(
             lambda: runtime.engine,
             run_id=run.run_id,

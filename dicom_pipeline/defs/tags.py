@@ -5,6 +5,7 @@ ORTHANC_ID = "dicom/orthanc_id"
 CORRELATION_ID = "dicom/correlation_id"
 TRIGGER = "dicom/trigger"
 REQUEST_ID = "dicom/request_id"
+WORKER = "dicom/worker"  # host:pid of the process that executed the run
 
 
 def study_run_tags(orthanc_id: str, correlation_id: str, trigger: str, study_uid: str | None = None) -> dict[str, str]:
@@ -18,4 +19,4 @@ def study_run_config(orthanc_id: str, correlation_id: str | None, trigger: str) 
     config: dict[str, object] = {"orthanc_study_id": orthanc_id, "trigger": trigger}
     if correlation_id:
         config["correlation_id"] = correlation_id
-    return {"ops": {"extract_study": {"config": config}}}
+    return {"ops": {"ingest_orthanc_study": {"config": config}}}

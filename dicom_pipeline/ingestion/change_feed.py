@@ -41,7 +41,15 @@ class FeedPlan:
     reconcile_reason: str | None = None
 
 
-def read_feed(source: ChangeSource, cursor: FeedCursor, page_size: int, max_pages: int) -> FeedPlan:
+def read_feed(
+    source: ChangeSource, cursor: FeedCursor, page_size: int, max_pages: int, max_studies: int | None = None
+) -> FeedPlan:
+    """What to do for the changes after the cursor.
+
+    At most `max_studies` distinct studies per plan: the cursor then stops just before the
+    change that would have been one too many, and the next tick goes on from there (a
+    sensor tick that requests too many runs times out and is evaluated again).
+    """
     last = int(source.last_change().get("Last", 0))
     if last < cursor.seq:
         # Orthanc's sequence went backwards: its database was reset or replaced.
@@ -59,7 +67,12 @@ def read_feed(source: ChangeSource, cursor: FeedCursor, page_size: int, max_page
         plan.changes_read += len(changes)
         for change in changes:
             if change.get("ChangeType") == "StableStudy":
+                full = max_studies is not None and len(plan.stable_studies) >= max_studies
+                if full and change["ID"] not in plan.stable_studies:
+                    plan.done = False
+                    return plan
                 plan.stable_studies[change["ID"]] = int(change["Seq"])
+            plan.next_seq = max(plan.next_seq, int(change["Seq"]))
         plan.next_seq = max(plan.next_seq, int(page.get("Last", plan.next_seq)))
         plan.done = bool(page.get("Done", True))
         if plan.done:

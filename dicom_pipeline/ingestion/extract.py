@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import multiprocessing
-import multiprocessing.context
-import os
 import shutil
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from dicom_pipeline.db.engine import transaction
@@ -21,20 +17,11 @@ from dicom_pipeline.domain.metadata import (
     SeriesAttributes,
 )
 from dicom_pipeline.errors import OrthancError, PipelineError
-from dicom_pipeline.ingestion.download_worker import (
-    ParsedDownload,
-    download_and_parse,
-    download_in_worker,
-    init_worker,
-)
+from dicom_pipeline.ingestion.download import ParsedDownload, download_and_parse
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-# Below this, starting worker processes costs more than parsing on one core.
-PROCESS_POOL_MIN_INSTANCES = 32
 
 
 def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) -> ExtractedStudy:
@@ -104,36 +91,15 @@ def _reuse(instance: OrthancInstance, previous: KnownInstance) -> InstanceRecord
 def _download_all(
     runtime: Runtime, orthanc: OrthancClient, instances: list[OrthancInstance], staging: Path, study_uid: str
 ) -> list[ParsedDownload]:
+    """Threads, not processes: runs execute inside Celery's pool processes, which are
+    daemonic and cannot start multiprocessing children. Several runs (one per worker
+    process) use the cores side by side."""
     if not instances:
         return []
-    concurrency = runtime.settings.download_concurrency
-    use_processes = len(instances) >= PROCESS_POOL_MIN_INSTANCES and concurrency > 1 and (os.cpu_count() or 1) > 1
-    pool: Executor
-    if use_processes:
-        settings = runtime.settings
-        pool = ProcessPoolExecutor(
-            max_workers=concurrency,
-            mp_context=_worker_context(),
-            initializer=init_worker,
-            initargs=(
-                os.getpid(),
-                settings.orthanc_url,
-                settings.orthanc_username,
-                settings.orthanc_password.get_secret_value(),
-                settings.orthanc_timeout_seconds,
-            ),
-        )
-    else:
-        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="download")
-
-    def submit(instance: OrthancInstance) -> Future[ParsedDownload]:
-        if use_processes:
-            return pool.submit(download_in_worker, instance, staging, study_uid)
-        return pool.submit(download_and_parse, orthanc, instance, staging, study_uid)
-
+    pool = ThreadPoolExecutor(max_workers=runtime.settings.download_concurrency, thread_name_prefix="download")
     # Bounded: at most `concurrency` files in flight, each streamed in 1 MiB chunks.
     with pool:
-        futures = [submit(instance) for instance in instances]
+        futures = [pool.submit(download_and_parse, orthanc, i, staging, study_uid) for i in instances]
         _, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
@@ -143,11 +109,3 @@ def _download_all(
                 if error is not None:
                     raise error
         return [future.result() for future in futures]
-
-
-@functools.cache
-def _worker_context() -> multiprocessing.context.BaseContext:
-    # fork: a worker starts instantly with everything imported. spawn/forkserver re-import
-    # the parent's __main__ (the Dagster CLI: seconds per worker), which measured slower
-    # than threads. The workers only use objects they create themselves (init_worker).
-    return multiprocessing.get_context("fork")

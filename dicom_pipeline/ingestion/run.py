@@ -9,6 +9,7 @@ import dagster as dg
 
 from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.jobs import ingest_study
+from dicom_pipeline.defs.ops import STUDY_OP
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import correlation_id_or_new
 
@@ -35,8 +36,8 @@ def ingest_in_process(
         raise_on_error=False,
     )
     if result.success:
-        summary: dict[str, Any] = result.output_for_node("publish_event")
-        return {"orthanc_id": orthanc_id, "run_id": result.run_id, **summary}
+        summary: dict[str, Any] = result.output_for_node(STUDY_OP)
+        return {"run_id": result.run_id, **summary}
     failures = [event for event in result.all_events if event.is_step_failure]
     reason = "run failed"
     if failures:

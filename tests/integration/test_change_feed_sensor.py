@@ -42,7 +42,7 @@ def test_sensor_requests_one_run_per_stable_study_with_sequence_in_run_key(stack
     request = requests[0]
     assert request.run_key is not None and request.run_key.startswith(f"{seeded.orthanc_id}:")
     assert request.tags["dicom/trigger"] == "sensor" and request.tags["dicom/correlation_id"]
-    assert request.run_config["ops"]["extract_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
+    assert request.run_config["ops"]["ingest_orthanc_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
     assert json.loads(result.cursor or "{}")["seq"] >= int(request.run_key.split(":")[1])
 
 
@@ -113,36 +113,31 @@ def test_reconciliation_skips_up_to_date_studies_and_finds_changed_ones(stack_se
     assert {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}.get(seeded.orthanc_id) == "changed"
 
 
-def test_a_burst_of_stable_studies_becomes_batch_runs_that_ingest_them(stack_settings: Settings) -> None:
-    from dicom_pipeline.defs.batch import ingest_batch
-    from dicom_pipeline.defs.change_feed import MAX_SINGLE_RUNS_PER_TICK
-    from dicom_pipeline.defs.resources import IngestionResource
+def test_a_burst_gives_every_study_its_own_run_spread_over_ticks(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dicom_pipeline.defs import change_feed
 
+    # A small cap per tick makes the burst span several ticks without seeding hundreds.
+    monkeypatch.setattr(change_feed, "MAX_RUNS_PER_TICK", 3)
     start = FeedCursor(_last_seq()).dump()
-    burst = [seed_one(stack_settings, modality="DX", size=8) for _ in range(MAX_SINGLE_RUNS_PER_TICK + 2)]
+    burst = [seed_one(stack_settings, modality="DX", size=8) for _ in range(7)]
     for seeded, _ in burst:
         wait_for_stable(stack_settings, seeded.orthanc_id)
 
-    result = _evaluate(start)
-
-    requests = result.run_requests or []
-    assert requests and all(r.job_name == "ingest_batch" for r in requests)
-    requested = [
-        oid for r in requests for oid in r.run_config["ops"]["ingest_study_batch"]["config"]["orthanc_study_ids"]
-    ]
-    assert {s.orthanc_id for s, _ in burst} <= set(requested)
-    outcome = ingest_batch.execute_in_process(
-        run_config=requests[0].run_config,
-        resources={"ingestion": IngestionResource()},
-        instance=dg.DagsterInstance.ephemeral(),
-    )
-    counts = outcome.output_for_node("ingest_study_batch")
-    assert counts["failed"] == 0 and counts["created"] + counts["unchanged"] == counts["requested"]
-    for _, spec in burst:
-        assert query(
-            "SELECT v.trigger FROM study_version v JOIN study s ON s.id = v.study_id WHERE s.study_instance_uid = :uid",
-            uid=spec.study_uid,
-        ) == [("sensor",)]
+    requested: list[str] = []
+    cursor: str | None = start
+    for _ in range(10):
+        result = _evaluate(cursor)
+        runs = result.run_requests or []
+        assert len(runs) <= 3, "a tick requested more runs than its cap"
+        assert all(r.job_name == "ingest_study" for r in runs)
+        requested += [r.run_config["ops"]["ingest_orthanc_study"]["config"]["orthanc_study_id"] for r in runs]
+        if result.cursor == cursor:
+            break
+        cursor = result.cursor
+    mine = [oid for oid in requested if oid in {s.orthanc_id for s, _ in burst}]
+    assert sorted(mine) == sorted(s.orthanc_id for s, _ in burst), "every study of the burst, each once"
 
 
 def test_reconciliation_looks_again_at_a_study_ingested_while_unstable(stack_settings: Settings) -> None:

@@ -3,47 +3,28 @@
 from __future__ import annotations
 
 import dagster as dg
-import pytest
 
 from dicom_pipeline.definitions import defs
-from dicom_pipeline.defs.ops import TRANSIENT_RETRY, run_step
-from dicom_pipeline.errors import InvalidDicom, OrthancUnavailable
 
 
-def test_definitions_load_with_job_schedule_and_sensors() -> None:
+def test_definitions_load_with_one_study_op_schedule_and_sensors() -> None:
     job = defs.resolve_job_def("ingest_study")
-    assert [node.name for node in job.graph.nodes_in_topological_order] == [
-        "extract_study",
-        "store_raw",
-        "persist_metadata",
-        "publish_event",
-    ]
+    assert [node.name for node in job.graph.nodes_in_topological_order] == ["ingest_orthanc_study"]
     assert defs.resolve_sensor_def("dead_letter_backstop") is not None
     assert defs.resolve_schedule_def("outbox_relay_schedule") is not None
 
 
-def test_every_ingest_op_retries_with_exponential_backoff_and_jitter() -> None:
-    job = defs.resolve_job_def("ingest_study")
-    for node in job.graph.nodes:
-        assert isinstance(node.definition, dg.OpDefinition)
-        assert node.definition.retry_policy == TRANSIENT_RETRY, node.name
-    assert TRANSIENT_RETRY.backoff == dg.Backoff.EXPONENTIAL and TRANSIENT_RETRY.jitter == dg.Jitter.PLUS_MINUS
+def test_the_study_op_leaves_retries_to_the_use_case() -> None:
+    # One retry policy: Dagster retrying the op would retry what the use case gave up on.
+    node = defs.resolve_job_def("ingest_study").graph.node_named("ingest_orthanc_study")
+    assert isinstance(node.definition, dg.OpDefinition)
+    assert node.definition.retry_policy is None
 
 
-def test_permanent_errors_fail_without_retries_and_transient_ones_propagate() -> None:
-    def permanent() -> None:
-        raise InvalidDicom("bad file", instance="abc")
-
-    with pytest.raises(dg.Failure) as failure:
-        run_step(permanent)
-    assert failure.value.allow_retries is False
-    assert isinstance(failure.value.__cause__, InvalidDicom)
-
-    def transient() -> None:
-        raise OrthancUnavailable("down")
-
-    with pytest.raises(OrthancUnavailable):
-        run_step(transient)
+def test_backfill_partition_runs_take_their_own_celery_queue() -> None:
+    job = defs.resolve_job_def("backfill_by_study_date")
+    assert job.tags["dagster-celery/queue"] == "backfill"
+    assert "dagster-celery/queue" not in defs.resolve_job_def("ingest_study").tags
 
 
 def test_asset_graph_draws_orthanc_to_storage_postgres_and_kafka() -> None:

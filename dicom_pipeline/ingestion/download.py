@@ -1,0 +1,47 @@
+"""Downloading and parsing one instance: streamed to staging, hashed, header read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dicom_pipeline.dicom.header import parse_instance
+from dicom_pipeline.domain.metadata import InstanceRecord, SeriesAttributes, StudyAttributes, storage_key
+from dicom_pipeline.errors import InvalidDicom
+from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
+
+
+@dataclass(frozen=True)
+class ParsedDownload:
+    record: InstanceRecord
+    study: StudyAttributes
+    series: SeriesAttributes
+
+
+def download_and_parse(
+    orthanc: OrthancClient, instance: OrthancInstance, staging: Path, study_uid: str
+) -> ParsedDownload:
+    path = staging / f"{instance.orthanc_id}.dcm"
+    downloaded = orthanc.download_instance(instance.orthanc_id, path)
+    parsed = parse_instance(path, instance=instance.orthanc_id)
+    if parsed.study.study_instance_uid != study_uid:
+        raise InvalidDicom(
+            f"instance {instance.orthanc_id} has StudyInstanceUID {parsed.study.study_instance_uid}, "
+            f"expected {study_uid}",
+            study_uid=study_uid,
+            instance=instance.orthanc_id,
+        )
+    series = parsed.series
+    record = InstanceRecord(
+        orthanc_id=instance.orthanc_id,
+        orthanc_file_uuid=instance.file_uuid,
+        sop_instance_uid=parsed.sop_instance_uid,
+        series_instance_uid=series.series_instance_uid,
+        sha256=downloaded.sha256,
+        size_bytes=downloaded.size_bytes,
+        storage_key=storage_key(study_uid, series.series_instance_uid, parsed.sop_instance_uid),
+        staged_path=str(path),
+        header=parsed.dicom_json,
+        **parsed.attributes,
+    )
+    return ParsedDownload(record=record, study=parsed.study, series=series)
