@@ -1,4 +1,5 @@
-"""Dagster webserver + daemon and the webhook as real processes, on a fresh Dagster database."""
+"""Dagster webserver + daemon, Celery run workers and the webhook as real processes, on a fresh
+Dagster database and an empty run queue."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import psycopg2
+import redis
 from psycopg2 import sql
 
 from dicom_pipeline.settings import Settings
@@ -47,7 +49,7 @@ def fresh_dagster_database(settings: Settings) -> str:
 STUDY_RUNS_QUERY = """
 query StudyRuns($value: String!) {
   runsOrError(filter: {tags: [{key: "dicom/orthanc_id", value: $value}]}) {
-    ... on Runs { results { runId status startTime endTime parentRunId } }
+    ... on Runs { results { runId status startTime endTime parentRunId tags { key value } } }
   }
 }
 """
@@ -74,7 +76,25 @@ class System:
             argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def start_dagster(self, daemon: bool = True) -> None:
+    def start_worker(self, name: str = "w1", concurrency: int = 2) -> subprocess.Popen[bytes]:
+        """A Celery run worker as its own "host": own process group, name and scratch folder."""
+        scratch = self.home / f"scratch-{name}"
+        scratch.mkdir(exist_ok=True)
+        env = {**self.env, "DICOM_PIPELINE_STAGING_DIR": str(scratch)}
+        log = open(self.home / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [str(BIN / "dicom-pipeline"), "worker", "-c", str(concurrency), "-n", f"{name}@e2e"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[f"worker-{name}"] = process
+        _wait_log(self.home / f"worker-{name}.log", "ready.", 60, f"worker {name}")
+        return process
+
+    def start_dagster(self, daemon: bool = True, workers: int = 1) -> None:
         self._start(
             "webserver",
             [
@@ -89,6 +109,9 @@ class System:
         )
         if daemon:
             self.start_daemon()
+        for index in range(workers):
+            if f"worker-w{index + 1}" not in self.processes:
+                self.start_worker(f"w{index + 1}")
         _wait_http(f"{self.dagster_url}/server_info", 120, "Dagster webserver")
 
     def start_daemon(self) -> None:
@@ -144,6 +167,20 @@ def _suppress_lookup() -> Iterator[None]:
         yield
 
 
+def _wait_log(path: Path, marker: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and marker in path.read_text(errors="replace"):
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{what} did not log {marker!r} within {timeout}s")
+
+
+def purge_run_queue(settings: Settings) -> None:
+    """Runs queued by an earlier system belong to another Dagster database: drop them."""
+    redis.Redis.from_url(settings_env(settings)["DICOM_PIPELINE_CELERY_BROKER_URL"]).flushdb()
+
+
 def _wait_http(url: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -162,7 +199,7 @@ def running_system(settings: Settings, tmp: Path, *, sensor: bool) -> Iterator[S
     home.mkdir(parents=True)
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     env = dict(os.environ)
-    env.update(_stack_env(settings))
+    env.update(settings_env(settings))
     env.update(
         {
             "DAGSTER_HOME": str(home),
@@ -174,6 +211,7 @@ def running_system(settings: Settings, tmp: Path, *, sensor: bool) -> Iterator[S
             "DICOM_PIPELINE_DAGSTER_URL": f"http://127.0.0.1:{settings.dagster_port}",
         }
     )
+    purge_run_queue(settings)
     system = System(settings, home, env)
     try:
         yield system
@@ -181,7 +219,7 @@ def running_system(settings: Settings, tmp: Path, *, sensor: bool) -> Iterator[S
         system.stop()
 
 
-def _stack_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: Settings) -> dict[str, str]:
     path = StackLayout(settings).env_path
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
     return dict(pairs)

@@ -1,10 +1,11 @@
 """Scenario 3: a run worker killed with SIGKILL during extract, through the real daemon.
 
-Two ways a worker dies: alone (the OOM killer picks it; Dagster's code server sees its
-child exit and fails the run), or together with the code server that launched it (the
-container or host is lost; only the dead_run_reaper's heartbeat check can notice). In
-both: no file in the raw store, no row, a dead letter, and the instance's run retry
-ingests the study once, resolving the letter.
+Runs execute in Celery worker processes. Two ways one dies: a pool process alone (the OOM
+killer picks it; Celery sees its child exit and records the task failed, and Dagster's run
+monitoring reads that through the launcher's health check), or a whole worker host (every
+process of it; its task stays STARTED in Redis, so only the dead_run_reaper's heartbeat
+check can notice). In both: no file in the raw store, no row, a dead letter, and the
+instance's run retry ingests the study once on a live worker, resolving the letter.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,53 +32,52 @@ INSTANCES = 200  # 2 series x 100 x 512 KB: extract takes seconds, long enough t
 
 @pytest.fixture(scope="module")
 def crash_system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    """Daemon, webserver and webhook; Orthanc's own OnStableStudy call is the trigger."""
+    """Daemon, webserver, webhook and two worker hosts; Orthanc's OnStableStudy call triggers."""
     clear_change_log(stack_settings)
     with running_system(stack_settings, Path(tmp_path_factory.mktemp("crash-system")), sensor=False) as system:
         # Fast liveness so the reaper's case takes seconds, not minutes.
         system.env["DICOM_PIPELINE_RUN_HEARTBEAT_SECONDS"] = "1"
         system.env["DICOM_PIPELINE_RUN_DEAD_AFTER_SECONDS"] = "6"
-        system.start_dagster()
+        system.start_dagster(workers=2)
         system.start_webhook()
         yield system
 
 
-def test_worker_killed_alone_during_extract(stack_settings: Settings, crash_system: System, events: KafkaTap) -> None:
-    run_id, orthanc_id, study_uid = _kill_during_extract(stack_settings, lambda pid: [pid])
+def test_worker_process_killed_mid_run_fails_through_the_launcher_and_is_retried(
+    stack_settings: Settings, crash_system: System, events: KafkaTap
+) -> None:
+    run_id, orthanc_id, study_uid = _kill_during_extract(stack_settings, crash_system, whole_host=False)
     killed = time.monotonic()
 
     _run_status(crash_system, orthanc_id, run_id, {"FAILURE"})
     failed = time.monotonic()
-    _check_recovered(stack_settings, crash_system, events, run_id, orthanc_id, study_uid, "RunFailure")
+    retry = _check_recovered(stack_settings, crash_system, events, run_id, orthanc_id, study_uid, "RunFailure")
+    assert retry["status"] == "SUCCESS"
     print(
         f"3a: run FAILURE {failed - killed:.1f}s after the kill, study ingested {time.monotonic() - killed:.1f}s after"
     )
 
 
-def test_worker_lost_with_its_code_server_and_daemon_is_reaped(
+def test_worker_host_lost_mid_run_is_reaped_and_retried_on_the_other_host(
     stack_settings: Settings, crash_system: System, events: KafkaTap
 ) -> None:
-    def whole_daemon(worker_pid: int) -> list[int]:
-        daemon = crash_system.processes.pop("daemon")
-        return [daemon.pid, *_descendants(daemon.pid)]
-
-    run_id, orthanc_id, study_uid = _kill_during_extract(stack_settings, whole_daemon)
+    run_id, orthanc_id, study_uid = _kill_during_extract(stack_settings, crash_system, whole_host=True)
     killed = time.monotonic()
-    # Nothing that knew the run is left; a new daemon's run monitoring cannot check a
-    # default-launcher worker, so only the reaper will fail it.
+    # Celery's task stays STARTED in Redis: nothing but the heartbeats can tell.
     assert _run_status(crash_system, orthanc_id, run_id, {"STARTED"})["status"] == "STARTED"
-    crash_system.start_daemon()
 
     _run_status(crash_system, orthanc_id, run_id, {"FAILURE"})
     failed = time.monotonic()
-    _check_recovered(stack_settings, crash_system, events, run_id, orthanc_id, study_uid, "RunWorkerLost")
+    retry = _check_recovered(stack_settings, crash_system, events, run_id, orthanc_id, study_uid, "RunWorkerLost")
+    lost_worker = _tags(crash_system, orthanc_id, run_id)["dicom/worker"]
+    assert _tags(crash_system, orthanc_id, str(retry["runId"]))["dicom/worker"] != lost_worker
     assert query("SELECT count(*) FROM run_heartbeat WHERE run_id = :run", run=run_id) == [(0,)]
     print(
         f"3b: run FAILURE {failed - killed:.1f}s after the kill, study ingested {time.monotonic() - killed:.1f}s after"
     )
 
 
-def _kill_during_extract(settings: Settings, victims: Callable[[int], list[int]]) -> tuple[str, str, str]:
+def _kill_during_extract(settings: Settings, system: System, *, whole_host: bool) -> tuple[str, str, str]:
     seeded, spec = seed_one(settings, modality="CT", series=2, instances=INSTANCES // 2, size=512)
 
     def launched_run() -> str | None:
@@ -87,21 +87,29 @@ def _kill_during_extract(settings: Settings, victims: Callable[[int], list[int]]
         return str(rows[0][0]) if rows else None
 
     run_id = str(wait_for(launched_run, TIMEOUT, "Orthanc's webhook call to become a run"))
-    staging = settings.staging_dir.resolve() / run_id
-    wait_for(lambda: any(staging.rglob("*.dcm")), TIMEOUT, "extract to start downloading", interval=0.05)
-    # The first beat is written by a thread as the run starts; it may trail the first file.
+    # Each worker host has its own scratch folder; the run stages under one of them.
+    def staged() -> list[Path]:
+        return list(system.home.glob(f"scratch-*/{run_id}/**/*.dcm"))
+
+    wait_for(staged, TIMEOUT, "extract to start downloading", interval=0.05)
     rows = wait_for(
         lambda: query("SELECT pid FROM run_heartbeat WHERE run_id = :run", run=run_id), 10, "the run's heartbeat"
     )
     assert isinstance(rows, list)
-    worker = int(rows[0][0])
-    doomed = [*victims(worker), *_descendants(worker)]
-    assert worker in doomed
+    pool_process = int(rows[0][0])
+    if whole_host:
+        host = _parent(pool_process)  # the worker's main process
+        doomed = [host, *_descendants(host)]
+        for name, process in list(system.processes.items()):
+            if process.pid == host:
+                system.processes.pop(name)
+    else:
+        doomed = [pool_process, *_descendants(pool_process)]
+    assert pool_process in doomed
 
-    downloaded = len(list(staging.rglob("*.dcm")))
+    downloaded = len(staged())
     for pid in doomed:
         _kill(pid)
-    # The extract pool's forked workers die with the run worker (PR_SET_PDEATHSIG).
     wait_for(lambda: not any(is_alive(pid) for pid in doomed), 30, "every killed process to be gone")
     assert 0 < downloaded < INSTANCES, f"the kill was not during extract ({downloaded} files staged)"
     print(f"killed {len(doomed)} process(es) with {downloaded}/{INSTANCES} files staged")
@@ -120,7 +128,7 @@ def _check_recovered(
     orthanc_id: str,
     study_uid: str,
     error_type: str,
-) -> None:
+) -> dict[str, object]:
     letters = wait_for(
         lambda: query("SELECT error_type, failed_op, orthanc_id FROM dead_letter WHERE run_id = :run", run=run_id),
         TIMEOUT,
@@ -130,6 +138,7 @@ def _check_recovered(
     # The instance's run_retries re-executes a crashed run; the retry ingests the study.
     retry = _retry_of(system, orthanc_id, run_id)
     assert retry["status"] == "SUCCESS"
+    assert query("SELECT count(*) FROM dead_letter WHERE orthanc_id = :id", id=orthanc_id) == [(1,)]
     versions = query(
         "SELECT v.version FROM study_version v JOIN study s ON s.id = v.study_id WHERE s.study_instance_uid = :uid",
         uid=study_uid,
@@ -147,8 +156,7 @@ def _check_recovered(
         TIMEOUT,
         "the webhook request to read succeeded",
     )
-    staging = settings.staging_dir.resolve() / run_id
-    assert wait_for(lambda: not staging.exists(), TIMEOUT, "the killed run's scratch folder to be removed")
+    return retry
 
 
 def _retry_of(system: System, orthanc_id: str, run_id: str) -> dict[str, object]:
@@ -178,6 +186,17 @@ def _run_status(system: System, orthanc_id: str, run_id: str, wanted: set[str]) 
 def _stored_files(settings: Settings, study_uid: str) -> list[Path]:
     root = Path(settings.storage_url.removeprefix("file://")) / study_uid
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _tags(system: System, orthanc_id: str, run_id: str) -> dict[str, str]:
+    for run in system.study_runs(orthanc_id):
+        if run["runId"] == run_id:
+            return {str(t["key"]): str(t["value"]) for t in run["tags"]}  # type: ignore[attr-defined]
+    raise AssertionError(f"run {run_id} not found")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _descendants(pid: int) -> list[int]:
