@@ -56,16 +56,22 @@ def latency(settings: Settings, studies: int, seed: int, *, webhook: bool) -> li
         (
             f"{path} latency, stable -> event ({len(samples)} of {studies} studies of 10 instances)",
             f"median {statistics.median(samples):.1f} s, p95 {_percentile(samples, 0.95):.1f} s"
-            + (" (target: median <= 5 s)" if webhook else ""),
-        )
+            + (" (target: p50 <= 1.5 s)" if webhook else ""),
+        ),
+        (
+            f"{path} latency, last upload -> event (StableAge {settings.orthanc_stable_age} s included)",
+            f"median {statistics.median(samples) + settings.orthanc_stable_age:.1f} s"
+            + (" (target: median <= 4.0 s)" if webhook else ""),
+        ),
     ]
 
 
-def sustained(settings: Settings, studies: int, seed: int) -> list[tuple[str, str]]:
-    """`studies` small studies arrive at once; the sensor and the daemon work through them."""
+def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> list[tuple[str, str]]:
+    """`studies` small studies arrive at once; the sensor gives each its own run, and
+    `workers` Celery worker hosts (2 processes each) execute them."""
     clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
-        system.start_dagster()
+        system.start_dagster(workers=workers)
         tap = KafkaTap(settings, settings.kafka_topic)
         cpu_before = _children_cpu()
         started = time.monotonic()
@@ -78,10 +84,14 @@ def sustained(settings: Settings, studies: int, seed: int) -> list[tuple[str, st
         tap.close()
         system.stop()
         cpu = _children_cpu() - cpu_before
+    label = f"{workers} worker(s) x 2 processes"
     return [
-        (f"sustained: {studies} studies of 1 instance arriving at once", f"{received} events in {seconds:.0f} s"),
-        ("sustained rate through the daemon", f"{received / seconds * 60:.0f} studies/min (target >= 20)"),
-        ("CPU seconds per study (daemon, webserver and run workers)", f"{cpu / max(received, 1):.2f} s"),
+        (
+            f"burst, {label}: {studies} studies of 1 instance arriving at once, one run each",
+            f"{received} events in {seconds:.0f} s",
+        ),
+        (f"burst rate, {label}", f"{received / seconds * 60:.0f} studies/min (target >= 200)"),
+        (f"CPU seconds per study, {label} (daemon, webserver, workers)", f"{cpu / max(received, 1):.2f} s"),
     ]
 
 

@@ -50,7 +50,8 @@ def main() -> None:
         rows += show(latency(settings, 5 if quick else 20, seed + 100, webhook=True))
         rows += show(latency(settings, 5 if quick else 20, seed + 200, webhook=False))
     if "sustained" in chosen:
-        rows += show(sustained(settings, 40 if quick else 300, seed + 300))
+        rows += show(sustained(settings, 60, seed + 300, workers=1))
+        rows += show(sustained(settings, 60, seed + 400, workers=2))
     notes.append("ratios compare against a baseline measured in the same run (curl; small archive)")
     notes.append(f"Orthanc StableAge (not part of these figures): {settings.orthanc_stable_age} s")
     if figures["ratio"] < 0.5:

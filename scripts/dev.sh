@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make dev`: the stack, demo studies, then Dagster webserver + daemon and the webhook in the
-# foreground. Ctrl-C stops the three processes started here (the stack keeps running:
+# `make dev`: the stack, demo studies, then Dagster webserver + daemon, a Celery run worker and
+# the webhook in the foreground. Ctrl-C stops the four processes started here (the stack keeps running:
 # `make stack-down` stops it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,9 @@ trap cleanup EXIT INT TERM
 "$BIN/dagster-webserver" -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
 pids+=($!)
 "$BIN/dagster-daemon" run -w workspace.yaml &
+pids+=($!)
+# One Celery run worker (two processes); more hosts: `dicom-pipeline worker` there (README).
+"$BIN/dicom-pipeline" worker --concurrency 2 &
 pids+=($!)
 "$BIN/uvicorn" --factory webhook.main:app --host 127.0.0.1 --port "$WEBHOOK_PORT" --no-access-log &
 pids+=($!)

@@ -4,9 +4,21 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN="${VENV:-.venv}/bin"
 
-# Whatever happens below, even a failed `stack up`, the stack's processes do not outlive
-# the test run.
-trap '"$BIN/dicom-pipeline" stack down' EXIT
+# The suite starts from empty services (no study, queue or Dagster run of an earlier run)
+# and leaves none behind for the next `make dev`; whatever happens below, even a failed
+# `stack up`, the stack's processes do not outlive the test run.
+# The compose file is checked with `docker-compose config` (no Docker engine needed); install
+# the tool where it is missing, as the stack installs its services.
+if ! command -v docker-compose >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  else
+    echo "docker-compose is missing: sudo apt-get install -y docker-compose" >&2
+    exit 1
+  fi
+fi
+"$BIN/dicom-pipeline" stack down --purge >/dev/null
+trap '"$BIN/dicom-pipeline" stack down --purge' EXIT
 if ! "$BIN/dicom-pipeline" stack up; then
   # CI shows only what is printed: the services' own logs say why one did not start.
   for log in .stack/*/*.log; do

@@ -11,7 +11,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "ORTHANC_PASSWORD": "orthanc-secret", "WEBHOOK_TOKEN": "t" * 32}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "ORTHANC_PASSWORD": "orthanc-secret",
+    "WEBHOOK_TOKEN": "t" * 32,
+    "REDIS_PASSWORD": "redis-secret",
+}
 
 
 def _compose(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,10 +46,15 @@ def test_compose_file_interpolates_with_required_secrets() -> None:
         "dagster-daemon",
         "webhook",
         "migrate",
+        "redis",
+        "worker",
     } <= set(services)
+    # The worker tier scales (--scale worker=N): nothing pins one container.
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+    assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["webhook"]["environment"]["DICOM_PIPELINE_WEBHOOK_TOKEN"] == "t" * 32
     assert services["dagster-webserver"]["depends_on"]["dagster-code"]["condition"] == "service_healthy"
-    for name in ("postgres", "kafka", "orthanc", "dagster-code", "dagster-webserver", "webhook"):
+    for name in ("postgres", "kafka", "orthanc", "redis", "dagster-code", "dagster-webserver", "webhook"):
         assert "healthcheck" in services[name], name
 
 

@@ -1,6 +1,7 @@
 """Scenario 1 through the real daemon: Kafka SIGKILLed while 20 webhook-triggered study runs
-go through, restarted 20 s later. Every study one version, every event on the topic, every
-request succeeded, no run stuck, nothing left in the outbox."""
+go through, restarted 20 s later. Every study one version, every run and request succeeded
+(an event Kafka could not take waits in the outbox, it does not fail the study), every event
+on the topic, nothing left in the outbox, no dead letter."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ TIMEOUT = 300  # a hang guard only
 def broker_system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     clear_change_log(stack_settings)
     with running_system(stack_settings, Path(tmp_path_factory.mktemp("broker-system")), sensor=False) as system:
-        # A publish gives up (and the run fails, leaving its event to the relay) sooner.
+        # A publish gives up (leaving its event to the relay) sooner.
         system.env["DICOM_PIPELINE_KAFKA_DELIVERY_TIMEOUT_SECONDS"] = "5"
         system.start_dagster()
         system.start_webhook()
@@ -68,11 +69,12 @@ def test_kafka_killed_while_the_daemon_ingests_20_studies(
         return sum(states.values()) == STUDIES and states["succeeded"] + states["failed"] == STUDIES
 
     wait_for(all_finished, TIMEOUT, "every request to finish")
+    # The fault hit work in flight: some runs tried to publish while the broker was gone.
     failed_publishes = query(
-        "SELECT count(*) FROM dead_letter WHERE failed_op = 'publish_event' AND orthanc_id = ANY(:ids)",
-        ids=orthanc_ids,
+        "SELECT count(*) FROM outbox WHERE publish_attempts > 0 AND study_instance_uid = ANY(:uids)", uids=list(uids)
     )[0][0]
-    # Runs that gave up publishing left their event to the outbox_relay schedule (every minute).
+    assert failed_publishes > 0, "no run published while Kafka was down: the fault missed the work"
+    # Those events wait for the outbox_relay schedule (every minute).
     wait_for(
         lambda: (
             query(
@@ -100,16 +102,24 @@ def test_kafka_killed_while_the_daemon_ingests_20_studies(
     seen = Counter(str(m.value["event_id"]) for m in deliveries)
     assert set(seen) == expected_ids, "an event id is missing on the topic"
     duplicates = sum(n - 1 for n in seen.values())
+    # At-least-once: only an event whose first send went unacknowledged (the broker died
+    # after writing it) may reach the topic twice; consumers dedupe it by event_id.
+    retried = {
+        str(r[0])
+        for r in query(
+            "SELECT event_id FROM outbox WHERE publish_attempts > 0 AND study_instance_uid = ANY(:uids)",
+            uids=list(uids),
+        )
+    }
+    assert {e for e, n in seen.items() if n > 1} <= retried, "an event acknowledged at once was delivered twice"
 
     assert _request_states(orthanc_ids) == Counter({"succeeded": STUDIES}), "a request did not end succeeded"
     runs = [run for oid in orthanc_ids for run in broker_system.study_runs(oid)]
-    assert runs and all(run["status"] in ("SUCCESS", "FAILURE") for run in runs), "a run is stuck"
-    assert query(
-        "SELECT count(*) FROM dead_letter WHERE resolved_at IS NULL AND orthanc_id = ANY(:ids)", ids=orthanc_ids
-    ) == [(0,)]
+    assert runs and all(run["status"] == "SUCCESS" for run in runs), "a run failed or is stuck"
+    assert query("SELECT count(*) FROM dead_letter WHERE orthanc_id = ANY(:ids)", ids=orthanc_ids) == [(0,)]
     print(
         f"scenario 1 (daemon): {dict(before_kill)} before the kill; broker down {restarted - killed:.1f}s; "
-        f"{len(runs)} runs ({Counter(str(r['status']) for r in runs)}); {failed_publishes} publish dead letter(s); "
+        f"{len(runs)} runs ({Counter(str(r['status']) for r in runs)}); {failed_publishes} event(s) left to the relay; "
         f"outbox drained {drained - restarted:.1f}s after the restart; {len(expected_ids)} event ids, "
         f"{len(deliveries)} deliveries, {duplicates} duplicate(s)"
     )

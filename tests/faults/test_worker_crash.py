@@ -87,6 +87,7 @@ def _kill_during_extract(settings: Settings, system: System, *, whole_host: bool
         return str(rows[0][0]) if rows else None
 
     run_id = str(wait_for(launched_run, TIMEOUT, "Orthanc's webhook call to become a run"))
+
     # Each worker host has its own scratch folder; the run stages under one of them.
     def staged() -> list[Path]:
         return list(system.home.glob(f"scratch-*/{run_id}/**/*.dcm"))

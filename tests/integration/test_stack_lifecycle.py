@@ -31,6 +31,7 @@ def private_stack() -> Iterator[Stack]:
         postgres_port=base.postgres_port + OFFSET,
         kafka_port=base.kafka_port + OFFSET,
         kafka_controller_port=base.kafka_controller_port + OFFSET,
+        redis_port=base.redis_port + OFFSET,
         webhook_port=base.webhook_port + OFFSET,
         dagster_port=base.dagster_port + OFFSET,
     )
@@ -44,7 +45,7 @@ def private_stack() -> Iterator[Stack]:
 def test_stack_comes_up_from_nothing_and_down_leaves_no_process(private_stack: Stack) -> None:
     lines: list[str] = []
     private_stack.up(report=lines.append)
-    assert [line.split(":")[0] for line in lines] == ["postgresql", "orthanc", "kafka"]
+    assert [line.split(":")[0] for line in lines] == ["postgresql", "redis", "orthanc", "kafka"]
     status = private_stack.status()
     pids = [service["pid"] for service in status["services"].values()]
     assert all(service["running"] for service in status["services"].values())
@@ -58,7 +59,7 @@ def test_stack_comes_up_from_nothing_and_down_leaves_no_process(private_stack: S
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"pid {pid} survived stack down"
     settings = private_stack.layout.settings
-    for port in (settings.orthanc_http_port, settings.postgres_port, settings.kafka_port):
+    for port in (settings.orthanc_http_port, settings.postgres_port, settings.kafka_port, settings.redis_port):
         assert not port_in_use(port)
     # Data stays unless --purge.
     assert private_stack.layout.secrets_path.exists()

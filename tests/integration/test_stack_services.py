@@ -30,7 +30,14 @@ def test_status_json_prints_the_contract_fields(stack_settings: Settings) -> Non
         check=True,
     ).stdout
     info = json.loads(out)
-    for key in ("orthanc_url", "orthanc_username", "orthanc_password", "database_url", "kafka_bootstrap_servers"):
+    for key in (
+        "orthanc_url",
+        "orthanc_username",
+        "orthanc_password",
+        "database_url",
+        "kafka_bootstrap_servers",
+        "celery_broker_url",
+    ):
         assert info[key], key
     assert all(service["running"] for service in info["services"].values())
 
@@ -39,7 +46,7 @@ def test_second_up_reports_already_running(stack_settings: Settings) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "dicom_pipeline.cli", "stack", "up"], capture_output=True, text=True, check=True
     ).stdout
-    assert out.count("already running") == 3
+    assert out.count("already running") == 4
 
 
 def test_orthanc_accepts_an_upload_and_lists_it(orthanc: httpx.Client) -> None:
