@@ -13,12 +13,20 @@ import contextlib
 import logging
 
 from dagster_graphql import DagsterGraphQLClient
-from sqlalchemy import func
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import claim_unlaunched
 from dicom_pipeline.defs import tags
+from dicom_pipeline.errors import PipelineError
+from dicom_pipeline.ingestion.requests import (
+    decide_launch,
+    mark_already_ingested,
+    mark_duplicate,
+    mark_launch_failed,
+    mark_launched,
+)
 from dicom_pipeline.logs import bound_correlation_id
+from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger("webhook.launcher")
@@ -63,15 +71,31 @@ class RunLauncher:
             self._wake.clear()
 
     def launch_pending(self, batch: int = 20) -> int:
-        """Submit runs for requests that have none; returns how many were launched."""
+        """Submit runs for requests that need one; returns how many runs were launched.
+
+        Requests announcing an Orthanc state that another request already covers share
+        its run, and a state already ingested needs none (ingestion/requests.py).
+        """
         launched = 0
-        with transaction(self.runtime.engine) as session:
+        with transaction(self.runtime.engine) as session, self.runtime.orthanc() as orthanc:
             requests = claim_unlaunched(session, batch)
             if not requests:
                 return 0
             client = self.client()
             for request in requests:
                 with bound_correlation_id(request.correlation_id):
+                    decision = decide_launch(session, request, _last_update(orthanc, request.orthanc_id))
+                    if decision.action == "duplicate" and decision.original is not None:
+                        mark_duplicate(request, decision.original)
+                        log.info(
+                            "request served by an earlier request's run",
+                            extra={"request_id": str(request.id), "run_id": request.run_id},
+                        )
+                        continue
+                    if decision.action == "already_ingested":
+                        mark_already_ingested(request, decision.study_uid, decision.version)
+                        log.info("study already ingested in this state", extra={"request_id": str(request.id)})
+                        continue
                     try:
                         run_id = client.submit_job_execution(
                             JOB_NAME,
@@ -86,20 +110,26 @@ class RunLauncher:
                             },
                         )
                     except Exception as exc:  # noqa: BLE001 - GraphQL, HTTP or connection errors alike
-                        request.launch_attempts += 1
-                        request.error = f"launch failed: {type(exc).__name__}: {str(exc)[:300]}"
+                        mark_launch_failed(request, f"{type(exc).__name__}: {str(exc)[:300]}")
                         log.warning(
                             "run launch failed", extra={"request_id": str(request.id), "error_type": type(exc).__name__}
                         )
                         # Dagster is likely down: leave the rest for the next attempt.
                         break
-                    request.run_id = run_id
-                    request.status = "launched"
-                    request.error = None
-                    request.updated_at = func.now()
+                    mark_launched(request, run_id)
+                    # The next request of this batch for the same state must see this one.
+                    session.flush()
                     launched += 1
                     log.info(
                         "run launched",
                         extra={"request_id": str(request.id), "run_id": run_id, "orthanc_id": request.orthanc_id},
                     )
         return launched
+
+
+def _last_update(orthanc: OrthancClient, orthanc_id: str) -> str | None:
+    try:
+        value = orthanc.study(orthanc_id).get("LastUpdate")
+    except PipelineError:
+        return None
+    return value if isinstance(value, str) else None

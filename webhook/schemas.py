@@ -43,6 +43,9 @@ class RequestState(BaseModel):
     version: int | None
     outcome: str | None = Field(description="created, updated, unchanged or superseded once succeeded")
     error: str | None
+    served_by: uuid.UUID | None = Field(
+        default=None, description="The earlier request for the same Orthanc state whose run serves this one"
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 

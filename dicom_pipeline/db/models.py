@@ -187,6 +187,12 @@ class IngestionRequest(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
+    # The study's Orthanc LastUpdate when the launcher looked: requests announcing the same
+    # state share one run (see ingestion/requests.py).
+    orthanc_last_update: Mapped[str | None] = mapped_column(String(32))
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("ingestion_request.id", ondelete="SET NULL")
+    )
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
 

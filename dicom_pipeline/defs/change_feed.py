@@ -2,12 +2,15 @@
 
 import dagster as dg
 
+from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.reconcile import reconcile
 from dicom_pipeline.domain.identifiers import new_correlation_id
-from dicom_pipeline.errors import OrthancUnavailable
+from dicom_pipeline.errors import OrthancError, OrthancUnavailable
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
+from dicom_pipeline.ingestion.requests import studies_covered_by_requests
+from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import get_settings
 
@@ -37,11 +40,20 @@ def orthanc_change_feed(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     try:
         with runtime.orthanc() as orthanc:
             plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK, MAX_RUNS_PER_TICK)
+            states = {orthanc_id: _last_update(orthanc, orthanc_id) for orthanc_id in plan.stable_studies}
     except OrthancUnavailable as exc:
         raise ChangeFeedUnavailable(f"Orthanc is unavailable ({exc}); the cursor stays at {cursor.seq}") from exc
+    # Orthanc's Lua call usually reached the webhook first: that request's run covers the
+    # same Orthanc state, so a second run would only find the study unchanged.
+    with transaction(runtime.engine) as session:
+        covered = studies_covered_by_requests(session, states)
+    if covered:
+        context.log.info(f"{len(covered)} stable study(ies) already announced through the webhook")
 
     run_requests = []
     for orthanc_id, seq in sorted(plan.stable_studies.items(), key=lambda item: item[1]):
+        if orthanc_id in covered:
+            continue
         correlation_id = new_correlation_id()
         run_requests.append(
             dg.RunRequest(
@@ -65,7 +77,19 @@ def orthanc_change_feed(context: dg.SensorEvaluationContext) -> dg.SensorResult 
     next_cursor = FeedCursor(seq=plan.next_seq).dump()
     if not run_requests:
         return dg.SensorResult(
-            skip_reason=dg.SkipReason(f"no new stable study in {plan.changes_read} change(s) after seq {cursor.seq}"),
+            skip_reason=dg.SkipReason(
+                f"no stable study needing a run in {plan.changes_read} change(s) after seq {cursor.seq}"
+                + (f" ({len(covered)} covered by webhook requests)" if covered else "")
+            ),
             cursor=next_cursor,
         )
     return dg.SensorResult(run_requests=run_requests, cursor=next_cursor)
+
+
+def _last_update(orthanc: OrthancClient, orthanc_id: str) -> str | None:
+    """None for a study Orthanc no longer has (deleted since): its run will say so."""
+    try:
+        value = orthanc.study(orthanc_id).get("LastUpdate")
+    except OrthancError:
+        return None
+    return value if isinstance(value, str) else None

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import create_request, get_request
+from dicom_pipeline.ingestion.requests import as_seen_by_caller
 from dicom_pipeline.logs import correlation_id_var
 from webhook.deps import Authenticated, LauncherDep, RuntimeDep
 from webhook.schemas import AcceptedRequest, ErrorResponse, RequestState, StudyNotification
@@ -45,16 +46,19 @@ async def request_state(request_id: uuid.UUID, runtime: RuntimeDep) -> RequestSt
             row = get_request(session, request_id)
             if row is None:
                 return None
+            # A duplicate reads as the request whose run serves it.
+            serving = as_seen_by_caller(session, row)
             return RequestState(
                 request_id=row.id,
                 orthanc_id=row.orthanc_id,
                 correlation_id=row.correlation_id,
-                status=row.status,  # type: ignore[arg-type]
-                run_id=row.run_id,
-                study_instance_uid=row.study_instance_uid,
-                version=row.version,
-                outcome=row.outcome,
-                error=row.error,
+                status=serving.status,  # type: ignore[arg-type]
+                run_id=serving.run_id,
+                study_instance_uid=serving.study_instance_uid,
+                version=serving.version,
+                outcome=serving.outcome,
+                error=serving.error,
+                served_by=serving.id if serving.id != row.id else None,
                 created_at=row.created_at,
                 updated_at=row.updated_at,
             )

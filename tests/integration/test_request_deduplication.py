@@ -1,0 +1,118 @@
+"""Announcements of one Orthanc state share one run: on the real PostgreSQL and Orthanc.
+
+The launcher's GraphQL submission is replaced by a recorder (what is under test is which
+requests get a run, decided from the database and Orthanc's LastUpdate); the e2e tests
+launch through the real Dagster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.ingestion_requests import create_request, get_request
+from dicom_pipeline.db.repository import VersionOutcome
+from dicom_pipeline.defs.change_feed import orthanc_change_feed
+from dicom_pipeline.ingestion.change_feed import FeedCursor
+from dicom_pipeline.ingestion.requests import as_seen_by_caller, request_succeeded
+from dicom_pipeline.runtime import get_runtime
+from dicom_pipeline.settings import Settings
+from tests.helpers import execute, ingest, query, seed_one, wait_for_stable
+from webhook.launcher import RunLauncher
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+
+    def submit_job_execution(self, job_name: str, **kwargs: Any) -> str:
+        self.submitted.append({"job_name": job_name, **kwargs})
+        return str(uuid.uuid4())
+
+
+class RecordingLauncher(RunLauncher):
+    def __init__(self) -> None:
+        super().__init__(get_runtime())
+        self.recorder = RecordingClient()
+
+    def client(self) -> Any:
+        return self.recorder
+
+
+@pytest.fixture()
+def stable_study(stack_settings: Settings) -> Iterator[str]:
+    seeded, _ = seed_one(stack_settings, modality="DX", size=8)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    yield seeded.orthanc_id
+    execute("DELETE FROM ingestion_request WHERE orthanc_id = :id", id=seeded.orthanc_id)
+
+
+def _new_request(orthanc_id: str, correlation_id: str) -> str:
+    with transaction(get_runtime().engine) as session:
+        return str(create_request(session, orthanc_id, correlation_id, "webhook").id)
+
+
+def _state(request_id: str) -> tuple[str, str | None]:
+    with transaction(get_runtime().engine) as session:
+        row = get_request(session, uuid.UUID(request_id))
+        assert row is not None
+        serving = as_seen_by_caller(session, row)
+        return serving.status, serving.run_id
+
+
+def test_three_announcements_of_one_state_launch_one_run_and_read_alike(stable_study: str) -> None:
+    ids = [_new_request(stable_study, f"dedupe-{n}") for n in range(3)]
+    launcher = RecordingLauncher()
+
+    assert launcher.launch_pending() == 1
+    assert len(launcher.recorder.submitted) == 1
+    tags = launcher.recorder.submitted[0]["tags"]
+    assert tags["dicom/request_id"] == ids[0] and tags["dicom/correlation_id"] == "dedupe-0"
+    states = [_state(i) for i in ids]
+    assert set(states) == {("launched", states[0][1])}, "duplicates read as the first request"
+    assert query("SELECT count(*) FROM ingestion_request WHERE duplicate_of = CAST(:id AS uuid)", id=ids[0]) == [(2,)]
+
+    # The run ends (recorded on the request it was launched for): every announcement reads succeeded.
+    outcome = VersionOutcome("created", "1.2.826.0.1.3680043.8.498.1", 1, "hash", None, 1, 1, 1, 0, 0)
+    request_succeeded(get_runtime(), ids[0], outcome)
+    assert {_state(i)[0] for i in ids} == {"succeeded"}
+
+
+def test_an_announcement_of_a_state_already_ingested_needs_no_run(stable_study: str) -> None:
+    assert ingest(stable_study)["status"] in ("created", "unchanged")
+    request_id = _new_request(stable_study, "dedupe-late")
+    launcher = RecordingLauncher()
+
+    assert launcher.launch_pending() == 0
+    assert launcher.recorder.submitted == []
+    assert query(
+        "SELECT status, outcome, version FROM ingestion_request WHERE id = CAST(:id AS uuid)", id=request_id
+    ) == [("succeeded", "unchanged", 1)]
+
+
+def test_the_sensor_skips_a_study_a_webhook_request_covers(stable_study: str) -> None:
+    import dagster as dg
+
+    # The study's StableStudy change is among Orthanc's latest; evaluate from just before it.
+    with get_runtime().orthanc() as orthanc:
+        before = int(orthanc.last_change()["Last"])
+        feed = orthanc.changes(max(0, before - 50), 100)["Changes"]
+    seq = min(int(c["Seq"]) for c in feed if c["ID"] == stable_study and c["ChangeType"] == "StableStudy")
+    cursor = FeedCursor(seq - 1).dump()
+
+    def study_runs() -> list[str]:
+        with dg.instance_for_test() as instance:
+            result = orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=cursor))
+        assert isinstance(result, dg.SensorResult)
+        runs = result.run_requests or []
+        return [r.tags["dicom/orthanc_id"] for r in runs if r.tags.get("dicom/orthanc_id") == stable_study]
+
+    assert study_runs() == [stable_study], "without a request the sensor launches"
+    _new_request(stable_study, "dedupe-sensor")
+    assert study_runs() == [], "a waiting webhook request covers the study"
