@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import httpx
 
-from dicom_pipeline.defs.backfill import backfill_by_study_date
-from dicom_pipeline.defs.change_feed import orthanc_change_feed
-from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.definitions import build_definitions
+from dicom_pipeline.defs.change_feed import evaluate_change_feed
 from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.seed.runner import orthanc_client
@@ -52,10 +51,12 @@ def idle_tick_seconds(repeats: int = 7) -> float:
     with get_runtime().orthanc() as orthanc:
         cursor = FeedCursor(int(orthanc.last_change()["Last"])).dump()
     timings = []
+    runtime = get_runtime()
     with dg.instance_for_test() as instance:
         for _ in range(repeats):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
             started = time.perf_counter()
-            orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=cursor))
+            evaluate_change_feed(context, runtime)
             timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
@@ -83,17 +84,13 @@ def backfill_rate(settings: Settings, studies: int, seed: int) -> list[tuple[str
     started = time.perf_counter()
     counts: Counter[str] = Counter()
     for day in dates:
-        result = backfill_by_study_date.execute_in_process(
-            partition_key=day.isoformat(), resources={"ingestion": IngestionResource()}, instance=instance
-        )
+        result = backfill_job(settings).execute_in_process(partition_key=day.isoformat(), instance=instance)
         counts.update(result.output_for_node("ingest_study_date"))
     seconds = time.perf_counter() - started
     created = counts["created"]
     started = time.perf_counter()
     for day in dates:
-        backfill_by_study_date.execute_in_process(
-            partition_key=day.isoformat(), resources={"ingestion": IngestionResource()}, instance=instance
-        )
+        backfill_job(settings).execute_in_process(partition_key=day.isoformat(), instance=instance)
     rerun = time.perf_counter() - started
     return [
         (
@@ -103,3 +100,7 @@ def backfill_rate(settings: Settings, studies: int, seed: int) -> list[tuple[str
         ("backfill rate", f"{created / seconds * 60:.0f} studies/min (target >= 300)"),
         ("backfill re-run (all unchanged)", f"{rerun:.1f} s = {studies / rerun * 60:.0f} studies/min"),
     ]
+
+
+def backfill_job(settings: Settings) -> dg.JobDefinition:
+    return build_definitions(settings, resources_from_env=False).resolve_job_def("backfill_by_study_date")

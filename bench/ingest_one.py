@@ -9,7 +9,7 @@ import time
 
 import dagster as dg
 
-from dicom_pipeline.ingestion.run import ingest_in_process
+from dicom_pipeline.local_runs import ingest_in_process
 
 
 def main() -> None:

@@ -151,7 +151,7 @@ def seed(
 @click.option("--correlation-id", default=None, help="Use this correlation id (default: a new one per study).")
 def ingest(orthanc_study_ids: tuple[str, ...], correlation_id: str | None) -> None:
     """Run ingest_study now, in this process, for each Orthanc study id; one JSON line each."""
-    from dicom_pipeline.ingestion.run import dagster_instance, ingest_in_process
+    from dicom_pipeline.local_runs import dagster_instance, ingest_in_process
 
     instance = dagster_instance()
     failed = 0
@@ -196,7 +196,7 @@ def reconcile(dry_run: bool) -> None:
 @click.option("--to", "date_to", required=True, help="Last Study Date (YYYY-MM-DD), inclusive.")
 def backfill(date_from: str, date_to: str) -> None:
     """Run the Study Date backfill for each day of the range, with progress and a summary."""
-    from dicom_pipeline.ingestion.backfill import run_backfill
+    from dicom_pipeline.local_runs import run_backfill
 
     first, last = _parse_date(date_from), _parse_date(date_to)
     if last < first:
@@ -272,11 +272,12 @@ def dlq_list(include_resolved: bool, as_json: bool) -> None:
 @click.option("--all", "redrive_all", is_flag=True, help="Every open dead letter.")
 def dlq_redrive(letter_id: int | None, redrive_all: bool) -> None:
     """Ingest the dead-lettered studies again; each letter is resolved once its study ingests."""
-    from dicom_pipeline.ingestion.redrive import redrive_dead_letters
+    from dicom_pipeline.local_runs import redrive_dead_letters
+    from dicom_pipeline.runtime import get_runtime
 
     if (letter_id is None) == (not redrive_all):
         raise click.UsageError("give exactly one of --id ID or --all")
-    results = redrive_dead_letters(letter_id)
+    results = redrive_dead_letters(get_runtime(), letter_id)
     failed = 0
     for result in results:
         failed += result["status"] == "failed"

@@ -1,24 +1,51 @@
-"""The Dagster code location: `dagster-webserver -w workspace.yaml` loads `defs` from here."""
+"""The Dagster code location: `dagster-webserver -w workspace.yaml` loads `defs` from here.
+
+The definitions are built by a function, when Dagster loads the location, from the
+settings of that moment; nothing is read when this module is imported.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from dicom_pipeline.defs.backfill import backfill_by_study_date
+from dicom_pipeline.defs.backfill import build_backfill_job
 from dicom_pipeline.defs.backstop import dead_letter_backstop
-from dicom_pipeline.defs.change_feed import orthanc_change_feed
-from dicom_pipeline.defs.jobs import ingest_study, outbox_relay, outbox_relay_schedule
+from dicom_pipeline.defs.change_feed import build_change_feed_sensor
+from dicom_pipeline.defs.jobs import ingest_study, outbox_relay
 from dicom_pipeline.defs.lineage import LINEAGE_SPECS
-from dicom_pipeline.defs.reaper import dead_run_reaper
-from dicom_pipeline.defs.reconcile import reconcile, reconcile_schedule
-from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.defs.maintenance import build_purge_schedule, outbox_relay_sensor, purge_dagster_runs
+from dicom_pipeline.defs.reaper import build_dead_run_reaper
+from dicom_pipeline.defs.reconcile import build_reconcile_schedule, reconcile
+from dicom_pipeline.defs.resources import resources_from_settings
+from dicom_pipeline.settings import Settings
 
-defs = dg.Definitions(
-    assets=LINEAGE_SPECS,
-    jobs=[ingest_study, outbox_relay, reconcile, backfill_by_study_date],
-    schedules=[outbox_relay_schedule, reconcile_schedule],
-    sensors=[orthanc_change_feed, dead_letter_backstop, dead_run_reaper],
-    # Op outputs (which hold patient names from the headers) stay in memory: nothing with
-    # PHI is pickled into Dagster's storage. Re-execute a study run as a whole.
-    resources={"ingestion": IngestionResource(), "io_manager": dg.mem_io_manager},
-)
+
+def build_definitions(settings: Settings, *, resources_from_env: bool = True) -> dg.Definitions:
+    return dg.Definitions(
+        assets=LINEAGE_SPECS,
+        jobs=[
+            ingest_study,
+            outbox_relay,
+            reconcile,
+            build_backfill_job(start_date=settings.backfill_start_date),
+            purge_dagster_runs,
+        ],
+        schedules=[
+            build_reconcile_schedule(running=settings.reconcile_schedule),
+            build_purge_schedule(
+                keep_days=settings.run_retention_days, keep_failed_days=settings.failed_run_retention_days
+            ),
+        ],
+        sensors=[
+            build_change_feed_sensor(running=settings.change_feed_sensor),
+            outbox_relay_sensor,
+            dead_letter_backstop,
+            build_dead_run_reaper(heartbeat_seconds=settings.run_heartbeat_seconds),
+        ],
+        resources=resources_from_settings(settings, from_env=resources_from_env),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings())

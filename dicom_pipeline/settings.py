@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     run_heartbeat_seconds: float = Field(default=10.0, gt=0, le=60)
     run_dead_after_seconds: float = Field(default=60.0, ge=5)
 
+    # Dagster's own storage: finished runs and their event logs are deleted after this many
+    # days (failed runs after the second figure); sensor and schedule ticks per dagster.yaml.
+    run_retention_days: int = Field(default=30, ge=1)
+    failed_run_retention_days: int = Field(default=90, ge=1)
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -16,12 +16,14 @@ from confluent_kafka import Consumer, TopicPartition
 from pydicom.dataset import Dataset
 from sqlalchemy import text
 
-from dicom_pipeline.ingestion.run import ingest_in_process
+from dicom_pipeline.defs.change_feed import build_change_feed_sensor
+from dicom_pipeline.defs.resources import resources_from_settings
+from dicom_pipeline.local_runs import ingest_in_process
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.seed.runner import SeededStudy, describe_study, lookup_study_id, orthanc_client
 from dicom_pipeline.seed.send import upload_rest
 from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
-from dicom_pipeline.settings import Settings
+from dicom_pipeline.settings import Settings, get_settings
 
 
 def unique_seed() -> int:
@@ -81,6 +83,19 @@ def ingest(orthanc_id: str, trigger: str = "test", correlation_id: str | None = 
     return ingest_in_process(
         orthanc_id, trigger=trigger, correlation_id=correlation_id, instance=dg.DagsterInstance.ephemeral()
     )
+
+
+def change_feed_tick(cursor: str | None, settings: Settings | None = None) -> dg.SensorResult:
+    """One tick of the change-feed sensor, with resources for `settings` (default: the stack's)."""
+    sensor = build_change_feed_sensor(running=True)
+    resources = resources_from_settings(settings or get_settings())
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context,
+    ):
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return result
 
 
 def query(sql: str, **params: Any) -> list[Any]:

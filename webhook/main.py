@@ -12,8 +12,9 @@ from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.runtime import Runtime, get_runtime
 from webhook.errors import install_error_handlers
 from webhook.launcher import RunLauncher
-from webhook.metrics import HttpMetrics, PipelineCollector
+from webhook.metrics import DependencyCollector, HttpMetrics, PipelineCollector
 from webhook.middleware import BodyLimitMiddleware, CorrelationIdMiddleware, MetricsMiddleware
+from webhook.readiness import DependencyMonitor
 from webhook.routes import health, ingestion
 
 
@@ -29,13 +30,16 @@ def create_app(runtime: Runtime | None = None, *, launch_runs: bool = True) -> F
         raise WebhookConfigError("DICOM_PIPELINE_WEBHOOK_TOKEN must be set to a secret of at least 16 characters")
 
     launcher = RunLauncher(runtime)
+    dependencies = DependencyMonitor(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.engine  # noqa: B018 - applies migrations before the first request
         if launch_runs:
             launcher.start()
+        dependencies.start()
         yield
+        await dependencies.stop()
         await launcher.stop()
 
     app = FastAPI(
@@ -47,8 +51,10 @@ def create_app(runtime: Runtime | None = None, *, launch_runs: bool = True) -> F
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
     registry.register(PipelineCollector(runtime.engine))
+    registry.register(DependencyCollector(dependencies))
     app.state.runtime = runtime
     app.state.launcher = launcher
+    app.state.dependencies = dependencies
     app.state.registry = registry
     install_error_handlers(app)
     app.include_router(ingestion.router)

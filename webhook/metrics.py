@@ -10,6 +10,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
+from webhook.readiness import DependencyMonitor
+
 log = logging.getLogger("webhook.metrics")
 
 
@@ -79,3 +81,18 @@ class PipelineCollector(Collector):
         age = GaugeMetricFamily("dicom_pipeline_last_ingestion_age_seconds", "Seconds since the last new version")
         age.add_metric([], float(row.last_ingestion_age) if row.last_ingestion_age is not None else float("nan"))
         yield age
+
+
+class DependencyCollector(Collector):
+    """dicom_pipeline_dependency_up{dependency=...}: the background monitor's last look."""
+
+    def __init__(self, monitor: DependencyMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "dicom_pipeline_dependency_up", "Whether each dependency answered its last check", labels=["dependency"]
+        )
+        for name, state in sorted(self.monitor.states.items()):
+            gauge.add_metric([name], 1.0 if state == "ok" else 0.0)
+        yield gauge

@@ -1,8 +1,16 @@
-"""Readiness: each dependency checked concurrently with a short timeout."""
+"""Readiness: each dependency checked concurrently with a short timeout.
+
+Accepting a webhook request durably needs PostgreSQL alone (the request is stored before
+the 202; the launcher loop waits for Dagster, runs wait for Orthanc, the outbox for
+Kafka). So only PostgreSQL decides readiness; the others are reported, in the body of
+/ready and as gauges in /metrics, never failing the probe: a readiness probe that failed
+on Kafka would take the webhook out of service exactly when its buffering matters.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import httpx
@@ -44,6 +52,37 @@ CHECKS: dict[str, Callable[[Runtime], None]] = {
     "kafka": _kafka,
     "dagster": _dagster,
 }
+
+
+REQUIRED = "postgresql"
+
+
+class DependencyMonitor:
+    """The last known state of every dependency, refreshed in the background for /metrics."""
+
+    def __init__(self, runtime: Runtime, interval: float = 15.0) -> None:
+        self.runtime = runtime
+        self.interval = interval
+        self.states: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="dependency-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> dict[str, str]:
+        self.states = await check_dependencies(self.runtime)
+        return self.states
+
+    async def _loop(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.interval)
 
 
 async def check_dependencies(runtime: Runtime) -> dict[str, str]:

@@ -55,8 +55,9 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "unavailable"]
-    checks: dict[str, str]
+    status: Literal["ready", "unavailable"] = Field(description="ready: requests are accepted durably (PostgreSQL)")
+    checks: dict[str, str] = Field(description="Each dependency: ok, or why not")
+    degraded: list[str] = Field(default_factory=list, description="Dependencies not answering; work waits for them")
 
 
 class ErrorDetail(BaseModel):

@@ -60,16 +60,19 @@ def mark_finished(
         key = uuid.UUID(request_id)
     except ValueError:
         return
-    statement = update(IngestionRequest).where(IngestionRequest.id == key)
-    if not succeeded:
-        statement = statement.where(IngestionRequest.status != "succeeded")
-    session.execute(
-        statement.values(
-            status="succeeded" if succeeded else "failed",
-            study_instance_uid=study_uid,
-            version=version,
-            outcome=outcome,
-            error=error[:2000] if error else None,
-            updated_at=func.now(),
-        )
-    )
+    values = {
+        "status": "succeeded" if succeeded else "failed",
+        "study_instance_uid": study_uid,
+        "version": version,
+        "outcome": outcome,
+        "error": error[:2000] if error else None,
+        "updated_at": func.now(),
+    }
+    # Two statements on purpose: the first waits for a launcher that is attaching a
+    # duplicate to this request (it holds the row FOR UPDATE), and the second, with a new
+    # snapshot, then finds that duplicate too.
+    for target in (IngestionRequest.id == key, IngestionRequest.duplicate_of == key):
+        statement = update(IngestionRequest).where(target)
+        if not succeeded:
+            statement = statement.where(IngestionRequest.status != "succeeded")
+        session.execute(statement.values(**values))

@@ -7,11 +7,6 @@ import dagster as dg
 
 from dicom_pipeline.defs.batch import ingest_in_this_run
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.settings import get_settings
-
-study_date_partitions = dg.DailyPartitionsDefinition(
-    start_date=get_settings().backfill_start_date, end_offset=1, fmt="%Y-%m-%d"
-)
 
 
 @dg.op(tags={"kind": "orthanc"})
@@ -29,14 +24,20 @@ def ingest_study_date(context: dg.OpExecutionContext, ingestion: IngestionResour
     return dg.Output(counts, metadata={**counts, "study_date": day.isoformat()})
 
 
-@dg.job(
-    partitions_def=study_date_partitions,
-    executor_def=dg.in_process_executor,
-    # Live study runs come first in the run queue.
-    # and, on the Celery workers, partition runs take their own queue ("backfill"), so a
-    # long backfill never occupies the processes live studies need.
-    tags={"dagster/priority": "-1", "dicom/trigger": "backfill", "dagster-celery/queue": "backfill"},
-    description="Ingest every Orthanc study of one Study Date (use Partitions -> Launch backfill).",
-)
-def backfill_by_study_date() -> None:
-    ingest_study_date()
+def build_backfill_job(*, start_date: str) -> dg.JobDefinition:
+    """Daily Study Date partitions from `start_date` (YYYY-MM-DD) to today."""
+
+    @dg.job(
+        name="backfill_by_study_date",
+        partitions_def=dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1, fmt="%Y-%m-%d"),
+        executor_def=dg.in_process_executor,
+        # Live study runs come first in the run queue and, on the Celery workers, partition
+        # runs take their own queue ("backfill"), so a long backfill never occupies the
+        # processes live studies need.
+        tags={"dagster/priority": "-1", "dicom/trigger": "backfill", "dagster-celery/queue": "backfill"},
+        description="Ingest every Orthanc study of one Study Date (use Partitions -> Launch backfill).",
+    )
+    def backfill_by_study_date() -> None:
+        ingest_study_date()
+
+    return backfill_by_study_date

@@ -15,10 +15,11 @@ from dicom_pipeline.db.dead_letters import DeadLetterInput, has_dead_letter_for_
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.jobs import ingest_study
+from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import correlation_id_or_new
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.ingestion.requests import request_failed
-from dicom_pipeline.runtime import get_runtime
+from dicom_pipeline.runtime import Runtime
 
 # The jobs whose runs ingest studies: a failed run of one of them leaves a dead letter.
 STUDY_JOBS = (ingest_study,)
@@ -30,24 +31,26 @@ STUDY_JOBS = (ingest_study,)
     minimum_interval_seconds=10,
     description="Dead-letters failed study runs that have no dead letter yet.",
 )
-def dead_letter_backstop(context: dg.RunFailureSensorContext) -> None:
+def dead_letter_backstop(context: dg.RunFailureSensorContext, ingestion: IngestionResource) -> None:
     message = context.failure_event.message or "run failed before any step could report"
     record = context.instance.get_run_record_by_id(context.dagster_run.run_id)
-    settle_failed_run(context.dagster_run, run_started_at(record) if record else None, "RunFailure", message)
+    started_at = run_started_at(record) if record else None
+    settle_failed_run(ingestion.runtime(), context.dagster_run, started_at, "RunFailure", message)
 
 
 def run_started_at(record: dg.RunRecord) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(record.start_time, dt.UTC) if record.start_time else None
 
 
-def settle_failed_run(run: dg.DagsterRun, started_at: dt.datetime | None, error_type: str, message: str) -> None:
+def settle_failed_run(
+    runtime: Runtime, run: dg.DagsterRun, started_at: dt.datetime | None, error_type: str, message: str
+) -> None:
     """After a run failed: its scratch folder removed, its dead letter written unless it has
     one, then its webhook request (if any) marked failed.
 
     Written after the fact, so a retry of the run may already have ingested the study:
     then the letter is recorded resolved (see record_dead_letter).
     """
-    runtime = get_runtime()
     # A worker that was killed could not remove its partial downloads itself.
     shutil.rmtree(runtime.run_staging(run.run_id), ignore_errors=True)
     if run.job_name not in {job.name for job in STUDY_JOBS}:

@@ -6,13 +6,13 @@ from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.reconcile import reconcile
+from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.errors import OrthancError, OrthancUnavailable
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
 from dicom_pipeline.ingestion.requests import studies_covered_by_requests
 from dicom_pipeline.orthanc.client import OrthancClient
-from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.settings import get_settings
+from dicom_pipeline.runtime import Runtime
 
 PAGE_SIZE = 1000
 MAX_PAGES_PER_TICK = 10
@@ -26,17 +26,26 @@ class ChangeFeedUnavailable(Exception):
     """The tick fails (visibly) and the cursor stays where it was."""
 
 
-@dg.sensor(
-    jobs=[ingest_study, reconcile],
-    minimum_interval_seconds=5,
-    default_status=(
-        dg.DefaultSensorStatus.RUNNING if get_settings().change_feed_sensor else dg.DefaultSensorStatus.STOPPED
-    ),
-    description="Follows Orthanc /changes and requests an ingest_study run for each StableStudy.",
-)
-def orthanc_change_feed(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def build_change_feed_sensor(*, running: bool) -> dg.SensorDefinition:
+    """`running`: the sensor's state on a fresh Dagster instance (the UI can change it)."""
+
+    @dg.sensor(
+        name="orthanc_change_feed",
+        jobs=[ingest_study, reconcile],
+        minimum_interval_seconds=5,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description="Follows Orthanc /changes and requests an ingest_study run for each StableStudy.",
+    )
+    def orthanc_change_feed(
+        context: dg.SensorEvaluationContext, ingestion: IngestionResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return evaluate_change_feed(context, ingestion.runtime())
+
+    return orthanc_change_feed
+
+
+def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) -> dg.SensorResult:
     cursor = FeedCursor.parse(context.cursor)
-    runtime = get_runtime()
     try:
         with runtime.orthanc() as orthanc:
             plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK, MAX_RUNS_PER_TICK)

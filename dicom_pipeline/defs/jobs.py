@@ -29,11 +29,3 @@ def relay_outbox(context: dg.OpExecutionContext, ingestion: IngestionResource) -
 @dg.job(executor_def=dg.in_process_executor, description="Publish pending outbox events to Kafka.")
 def outbox_relay() -> None:
     relay_outbox()
-
-
-outbox_relay_schedule = dg.ScheduleDefinition(
-    job=outbox_relay,
-    cron_schedule="* * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every minute: publish whatever the study runs could not.",
-)

@@ -6,36 +6,38 @@ that succeeds finds a letter to resolve), then the run marked failed (which free
 study's concurrency slot and lets the instance's run_retries re-execute it).
 """
 
-from __future__ import annotations
-
 import json
 
 import dagster as dg
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.run_heartbeats import forget, last_beats
-from dicom_pipeline.defs.backfill import backfill_by_study_date
 from dicom_pipeline.defs.backstop import run_started_at, settle_failed_run
-from dicom_pipeline.defs.jobs import ingest_study, outbox_relay
-from dicom_pipeline.defs.reconcile import reconcile
+from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.run_liveness import DeadRunDetector, StartedRun
-from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.settings import get_settings
+from dicom_pipeline.runtime import Runtime
 
 # Every job of the code location: each holds the ingestion resource, so each beats.
-MONITORED_JOBS = (ingest_study, outbox_relay, reconcile, backfill_by_study_date)
+MONITORED_JOBS = ("ingest_study", "outbox_relay", "reconcile", "backfill_by_study_date", "purge_dagster_runs")
 
 
-@dg.sensor(
-    # Longer than one heartbeat interval, so that a live worker beats between two looks.
-    minimum_interval_seconds=max(5, round(get_settings().run_heartbeat_seconds * 1.5)),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Marks runs failed whose worker stopped sending heartbeats (killed, out of memory).",
-)
-def dead_run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    runtime = get_runtime()
+def build_dead_run_reaper(*, heartbeat_seconds: float) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="dead_run_reaper",
+        # Longer than one heartbeat interval, so that a live worker beats between two looks.
+        minimum_interval_seconds=max(5, round(heartbeat_seconds * 1.5)),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Marks runs failed whose worker stopped sending heartbeats (killed, out of memory).",
+    )
+    def dead_run_reaper(context: dg.SensorEvaluationContext, ingestion: IngestionResource) -> dg.SkipReason:
+        return reap_dead_runs(context, ingestion.runtime())
+
+    return dead_run_reaper
+
+
+def reap_dead_runs(context: dg.SensorEvaluationContext, runtime: Runtime) -> dg.SkipReason:
     detector = DeadRunDetector(runtime.settings.run_dead_after_seconds)
-    monitored = {job.name for job in MONITORED_JOBS}
+    monitored = set(MONITORED_JOBS)
     runs = {
         r.dagster_run.run_id: StartedRun(r.dagster_run.run_id, run_started_at(r))
         for r in context.instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
@@ -56,7 +58,7 @@ def dead_run_reaper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             f"run worker stopped sending heartbeats (last {last.isoformat() if last else 'never'}, "
             f"limit {detector.dead_after_seconds:.0f}s): it was killed or its host was lost"
         )
-        settle_failed_run(run, runs[run_id].started_at, "RunWorkerLost", message)
+        settle_failed_run(runtime, run, runs[run_id].started_at, "RunWorkerLost", message)
         context.instance.report_run_failed(run, message)
         reaped.append(run_id)
         context.log.warning(f"run {run_id} marked failed: {message}")

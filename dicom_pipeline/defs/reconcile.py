@@ -10,7 +10,6 @@ import dagster as dg
 from dicom_pipeline.defs.batch import ingest_in_this_run
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.ingestion.reconcile import find_stale_studies
-from dicom_pipeline.settings import get_settings
 
 
 @dg.op(tags={"kind": "orthanc"})
@@ -34,11 +33,11 @@ def reconcile() -> None:
     reconcile_orthanc()
 
 
-reconcile_schedule = dg.ScheduleDefinition(
-    job=reconcile,
-    cron_schedule="*/15 * * * *",
-    default_status=(
-        dg.DefaultScheduleStatus.RUNNING if get_settings().reconcile_schedule else dg.DefaultScheduleStatus.STOPPED
-    ),
-    description="Every 15 minutes: catch what the webhook and the change feed missed.",
-)
+def build_reconcile_schedule(*, running: bool) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="reconcile_schedule",
+        job=reconcile,
+        cron_schedule="*/15 * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description="Every 15 minutes: catch what the webhook and the change feed missed.",
+    )

@@ -51,6 +51,9 @@ def decide_launch(session: Session, request: IngestionRequest, last_update: str 
         )
         .order_by(IngestionRequest.created_at)
         .limit(1)
+        # Held until this launcher commits: the original's run cannot record its end in
+        # between, so the duplicate is finished together with it (mark_finished).
+        .with_for_update()
     ).first()
     if original is not None:
         return LaunchDecision("duplicate", original=original)
@@ -77,6 +80,7 @@ def mark_launched(request: IngestionRequest, run_id: str) -> None:
 
 
 def mark_duplicate(request: IngestionRequest, original: IngestionRequest) -> None:
+    """The duplicate's status follows the original's from here on (mark_finished)."""
     request.duplicate_of = original.id
     request.run_id = original.run_id
     request.status = "launched"

@@ -82,8 +82,12 @@ class System:
         scratch.mkdir(exist_ok=True)
         env = {**self.env, "DICOM_PIPELINE_STAGING_DIR": str(scratch)}
         log = open(self.home / f"worker-{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        argv = [str(BIN / "dicom-pipeline"), "worker", "-c", str(concurrency), "-n", f"{name}@e2e"]
+        if os.geteuid() == 0 and shutil.which("unshare"):
+            # Its own hostname (a UTS namespace), as a worker on another machine would have.
+            argv = ["unshare", "--uts", "sh", "-c", f'hostname "{name}-e2e-host" && exec "$0" "$@"', *argv]
         process = subprocess.Popen(
-            [str(BIN / "dicom-pipeline"), "worker", "-c", str(concurrency), "-n", f"{name}@e2e"],
+            argv,
             cwd=REPO,
             env=env,
             stdout=log,

@@ -7,13 +7,13 @@ import json
 import dagster as dg
 import pytest
 
-from dicom_pipeline.defs.change_feed import ChangeFeedUnavailable, orthanc_change_feed
+from dicom_pipeline.defs.change_feed import ChangeFeedUnavailable
 from dicom_pipeline.ingestion.batch import ingest_studies
 from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.ingestion.reconcile import find_stale_studies
-from dicom_pipeline.runtime import get_runtime, reset_runtime
+from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings
-from tests.helpers import add_instances, clear_change_log, ingest, query, seed_one, wait_for_stable
+from tests.helpers import add_instances, change_feed_tick, clear_change_log, ingest, query, seed_one, wait_for_stable
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +24,7 @@ def _last_seq() -> int:
 
 
 def _evaluate(cursor: str | None) -> dg.SensorResult:
-    with dg.instance_for_test() as instance:
-        result = orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=cursor))
-    assert isinstance(result, dg.SensorResult)
-    return result
+    return change_feed_tick(cursor)
 
 
 def test_sensor_requests_one_run_per_stable_study_with_sequence_in_run_key(stack_settings: Settings) -> None:
@@ -72,17 +69,10 @@ def test_sensor_asks_for_reconciliation_when_orthanc_sequence_went_back(stack_se
     assert jobs == ["reconcile"]
 
 
-def test_orthanc_unreachable_fails_the_tick_without_moving_the_cursor(
-    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DICOM_PIPELINE_ORTHANC_URL", "http://127.0.0.1:9")  # nothing listens on discard
-    reset_runtime()
-    try:
-        with dg.instance_for_test() as instance, pytest.raises(ChangeFeedUnavailable, match="cursor stays at 7"):
-            orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=FeedCursor(7).dump()))
-    finally:
-        monkeypatch.undo()
-        reset_runtime()
+def test_orthanc_unreachable_fails_the_tick_without_moving_the_cursor(stack_settings: Settings) -> None:
+    unreachable = stack_settings.model_copy(update={"orthanc_url": "http://127.0.0.1:9"})  # nothing listens there
+    with pytest.raises(ChangeFeedUnavailable, match="cursor stays at 7"):
+        change_feed_tick(FeedCursor(7).dump(), unreachable)
 
 
 def test_reconciliation_finds_a_study_no_trigger_announced_and_ingests_it(stack_settings: Settings) -> None:

@@ -10,12 +10,11 @@ import sys
 import dagster as dg
 import pytest
 
-from dicom_pipeline.defs.backfill import backfill_by_study_date
-from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.definitions import build_definitions
 from dicom_pipeline.ingestion.replay import replay_events
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
-from dicom_pipeline.settings import Settings
+from dicom_pipeline.settings import Settings, get_settings
 from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, unused_study_dates, upload
 
 pytestmark = pytest.mark.integration
@@ -26,11 +25,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _run_partition(day: dt.date) -> dict[str, int]:
-    result = backfill_by_study_date.execute_in_process(
-        partition_key=day.isoformat(),
-        resources={"ingestion": IngestionResource()},
-        instance=dg.DagsterInstance.ephemeral(),
-    )
+    job = build_definitions(get_settings(), resources_from_env=False).resolve_job_def("backfill_by_study_date")
+    result = job.execute_in_process(partition_key=day.isoformat(), instance=dg.DagsterInstance.ephemeral())
     counts: dict[str, int] = result.output_for_node("ingest_study_date")
     return counts
 

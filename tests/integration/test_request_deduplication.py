@@ -16,12 +16,11 @@ import pytest
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import create_request, get_request
 from dicom_pipeline.db.repository import VersionOutcome
-from dicom_pipeline.defs.change_feed import orthanc_change_feed
 from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.ingestion.requests import as_seen_by_caller, request_succeeded
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings
-from tests.helpers import execute, ingest, query, seed_one, wait_for_stable
+from tests.helpers import change_feed_tick, execute, ingest, query, seed_one, wait_for_stable
 from webhook.launcher import RunLauncher
 
 pytestmark = pytest.mark.integration
@@ -82,6 +81,10 @@ def test_three_announcements_of_one_state_launch_one_run_and_read_alike(stable_s
     outcome = VersionOutcome("created", "1.2.826.0.1.3680043.8.498.1", 1, "hash", None, 1, 1, 1, 0, 0)
     request_succeeded(get_runtime(), ids[0], outcome)
     assert {_state(i)[0] for i in ids} == {"succeeded"}
+    assert (
+        query("SELECT status, version FROM ingestion_request WHERE id = ANY(CAST(:ids AS uuid[]))", ids=ids)
+        == [("succeeded", 1)] * 3
+    )
 
 
 def test_an_announcement_of_a_state_already_ingested_needs_no_run(stable_study: str) -> None:
@@ -97,8 +100,6 @@ def test_an_announcement_of_a_state_already_ingested_needs_no_run(stable_study: 
 
 
 def test_the_sensor_skips_a_study_a_webhook_request_covers(stable_study: str) -> None:
-    import dagster as dg
-
     # The study's StableStudy change is among Orthanc's latest; evaluate from just before it.
     with get_runtime().orthanc() as orthanc:
         before = int(orthanc.last_change()["Last"])
@@ -107,10 +108,7 @@ def test_the_sensor_skips_a_study_a_webhook_request_covers(stable_study: str) ->
     cursor = FeedCursor(seq - 1).dump()
 
     def study_runs() -> list[str]:
-        with dg.instance_for_test() as instance:
-            result = orthanc_change_feed(dg.build_sensor_context(instance=instance, cursor=cursor))
-        assert isinstance(result, dg.SensorResult)
-        runs = result.run_requests or []
+        runs = change_feed_tick(cursor).run_requests or []
         return [r.tags["dicom/orthanc_id"] for r in runs if r.tags.get("dicom/orthanc_id") == stable_study]
 
     assert study_runs() == [stable_study], "without a request the sensor launches"

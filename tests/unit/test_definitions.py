@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
-from dicom_pipeline.definitions import defs
+from dicom_pipeline.definitions import build_definitions
+from dicom_pipeline.settings import Settings
+
+defs = build_definitions(Settings(_env_file=None), resources_from_env=False)  # type: ignore[call-arg]
 
 
 def test_definitions_load_with_one_study_op_schedule_and_sensors() -> None:
     job = defs.resolve_job_def("ingest_study")
     assert [node.name for node in job.graph.nodes_in_topological_order] == ["ingest_orthanc_study"]
     assert defs.resolve_sensor_def("dead_letter_backstop") is not None
-    assert defs.resolve_schedule_def("outbox_relay_schedule") is not None
+    assert defs.resolve_sensor_def("outbox_relay_sensor") is not None
+    assert defs.resolve_schedule_def("purge_dagster_runs_schedule") is not None
 
 
 def test_the_study_op_leaves_retries_to_the_use_case() -> None:
@@ -50,7 +55,7 @@ def test_every_job_holds_the_ingestion_resource_so_its_runs_beat_and_the_reaper_
 
     jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
     # A job whose runs never beat would be reaped as dead; one left out would never be.
-    assert set(jobs) == {job.name for job in MONITORED_JOBS}
+    assert set(jobs) == set(MONITORED_JOBS)
     for name, job in jobs.items():
         assert "ingestion" in job.get_required_resource_defs(), name
     assert defs.resolve_sensor_def("dead_run_reaper") is not None
@@ -59,3 +64,27 @@ def test_every_job_holds_the_ingestion_resource_so_its_runs_beat_and_the_reaper_
 def test_a_crashed_study_run_is_retried_from_the_start() -> None:
     # Op outputs are in memory only: a retry "from failure" would find none of them.
     assert defs.resolve_job_def("ingest_study").tags["dagster/retry_strategy"] == "ALL_STEPS"
+
+
+def test_definitions_are_built_from_the_settings_given() -> None:
+    quiet = build_definitions(
+        Settings(_env_file=None, change_feed_sensor=False, reconcile_schedule=False, backfill_start_date="2020-01-01"),  # type: ignore[call-arg]
+        resources_from_env=False,
+    )
+    assert quiet.resolve_sensor_def("orthanc_change_feed").default_status == dg.DefaultSensorStatus.STOPPED
+    assert quiet.resolve_schedule_def("reconcile_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
+    partitions = quiet.resolve_job_def("backfill_by_study_date").partitions_def
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.get_first_partition_key() == "2020-01-01"
+
+
+def test_secrets_set_in_the_environment_become_env_vars_not_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dicom_pipeline.defs.resources import IngestionResource, resources_from_settings
+
+    monkeypatch.setenv("DICOM_PIPELINE_ORTHANC_PASSWORD", "from-the-environment")
+    resources = resources_from_settings(Settings(_env_file=None), from_env=True)  # type: ignore[call-arg]
+    ingestion = resources["ingestion"]
+    assert isinstance(ingestion, IngestionResource)
+    # Unresolved until a run or tick starts, so the UI never shows the value.
+    assert isinstance(ingestion.orthanc.password, dg.EnvVar)
+    assert ingestion.orthanc.password.env_var_name == "DICOM_PIPELINE_ORTHANC_PASSWORD"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.stack.kafka import KafkaService
-from tests.helpers import query
+from tests.helpers import execute, made_up_orthanc_id, query
 from webhook.main import WebhookConfigError, create_app
 
 pytestmark = pytest.mark.integration
@@ -145,10 +145,23 @@ def test_service_refuses_to_start_without_a_token(stack_settings: Settings, monk
         reset_runtime()
 
 
-def test_ready_is_503_naming_kafka_while_the_broker_is_stopped(client: TestClient, kafka_stopped: KafkaService) -> None:
+def test_with_only_kafka_down_ready_is_200_listing_it_and_a_study_is_accepted(
+    client: TestClient, stack_settings: Settings, kafka_stopped: KafkaService
+) -> None:
     response = client.get("/ready")
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "unavailable"
+    assert body["status"] == "ready" and body["degraded"] == ["kafka"]
     assert body["checks"]["kafka"] != "ok"
     assert body["checks"]["postgresql"] == "ok" and body["checks"]["orthanc"] == "ok"
+    metrics = client.get("/metrics").text
+    assert 'dicom_pipeline_dependency_up{dependency="kafka"} 0.0' in metrics
+    assert 'dicom_pipeline_dependency_up{dependency="postgresql"} 1.0' in metrics
+
+    accepted = client.post(
+        "/api/v1/ingestion/studies",
+        json={"ID": made_up_orthanc_id()},
+        headers={"Authorization": f"Bearer {stack_settings.webhook_token.get_secret_value()}"},
+    )
+    assert accepted.status_code == 202
+    execute("DELETE FROM ingestion_request WHERE id = CAST(:id AS uuid)", id=accepted.json()["request_id"])

@@ -6,8 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from webhook.deps import RuntimeDep
-from webhook.readiness import check_dependencies
+from webhook.readiness import REQUIRED, DependencyMonitor
 from webhook.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -20,11 +19,14 @@ async def health() -> Health:
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
-async def ready(runtime: RuntimeDep) -> JSONResponse:
-    """200 when PostgreSQL, Orthanc, Kafka and Dagster all answer; 503 naming what failed."""
-    checks = await check_dependencies(runtime)
-    ok = all(result == "ok" for result in checks.values())
-    body = Readiness(status="ready" if ok else "unavailable", checks=checks)
+async def ready(request: Request) -> JSONResponse:
+    """200 when a request can be accepted durably (PostgreSQL answers); the body lists every
+    dependency's state, and `degraded` the ones that do not answer (they do not fail it)."""
+    monitor: DependencyMonitor = request.app.state.dependencies
+    checks = await monitor.refresh()
+    ok = checks.get(REQUIRED) == "ok"
+    degraded = sorted(name for name, state in checks.items() if state != "ok" and name != REQUIRED)
+    body = Readiness(status="ready" if ok else "unavailable", checks=checks, degraded=degraded)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
