@@ -9,5 +9,7 @@ COPY dicom_pipeline ./dicom_pipeline
 COPY webhook ./webhook
 COPY dagster_home/dagster.yaml /opt/dagster/home/dagster.yaml
 COPY deploy/workspace.docker.yaml ./workspace.yaml
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 dicom && mkdir -p /data && chown dicom /data
+# The runtime user owns DAGSTER_HOME (Dagster writes its logs and local state there) and /data.
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 dicom \
+    && mkdir -p /data /opt/dagster/home && chown -R dicom /data /opt/dagster/home
 USER dicom

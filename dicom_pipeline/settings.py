@@ -61,6 +61,17 @@ class Settings(BaseSettings):
     kafka_topic: str = "dicom.metadata.v1"
     kafka_dlq_topic: str = "dicom.metadata.dlq"
     kafka_delivery_timeout_seconds: float = 30.0
+    # Every client the project creates (producer, readiness, admin, tests) uses these; see
+    # dicom_pipeline/kafka/client_config.py. The local stack's broker requires SASL_SSL.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None  # PEM file of the CA that signed the broker's certificate
+    kafka_ssl_certificate_location: str | None = None  # client certificate (mutual TLS)
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = True
 
     # Celery run workers: broker and result backend (Redis). The run launcher in
     # dagster_home/dagster.yaml and `dicom-pipeline worker` both read these.

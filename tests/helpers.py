@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from dicom_pipeline.defs.change_feed import build_change_feed_sensor
 from dicom_pipeline.defs.resources import resources_from_settings
+from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.local_runs import ingest_in_process
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.seed.runner import SeededStudy, describe_study, lookup_study_id, orthanc_client
@@ -123,6 +124,7 @@ class KafkaTap:
         self.topic = topic
         self.consumer = Consumer(
             {
+                **kafka_client_config(settings),
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
                 "group.id": f"test-tap-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,

@@ -17,6 +17,7 @@ import httpx
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
+from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.runtime import Runtime
 
 TIMEOUT = 2.0
@@ -34,7 +35,12 @@ def _orthanc(runtime: Runtime) -> None:
 
 def _kafka(runtime: Runtime) -> None:
     admin = AdminClient(
-        {"bootstrap.servers": runtime.settings.kafka_bootstrap_servers, "socket.timeout.ms": 1500, "log_level": 0}
+        {
+            **kafka_client_config(runtime.settings),
+            "bootstrap.servers": runtime.settings.kafka_bootstrap_servers,
+            "socket.timeout.ms": 1500,
+            "log_level": 0,
+        }
     )
     metadata = admin.list_topics(timeout=TIMEOUT)
     if not metadata.brokers:

@@ -51,12 +51,21 @@ class RawStoreResource(dg.ConfigurableResource):
 
 
 class EventPublisherResource(dg.ConfigurableResource):
-    """Kafka: topics for study events and dead letters, and how long a publish waits."""
+    """Kafka: where and how to connect (TLS, SASL), topics, and how long a publish waits."""
 
     bootstrap_servers: str
     topic: str = "dicom.metadata.v1"
     dlq_topic: str = "dicom.metadata.dlq"
     delivery_timeout_seconds: float = 30.0
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = None
+    ssl_check_hostname: bool = True
 
 
 class PipelineSettingsResource(dg.ConfigurableResource):
@@ -107,6 +116,15 @@ class IngestionResource(dg.ConfigurableResource):
             ("kafka_topic", self.events.topic),
             ("kafka_dlq_topic", self.events.dlq_topic),
             ("kafka_delivery_timeout_seconds", self.events.delivery_timeout_seconds),
+            ("kafka_security_protocol", self.events.security_protocol),
+            ("kafka_sasl_mechanism", self.events.sasl_mechanism),
+            ("kafka_sasl_username", self.events.sasl_username),
+            ("kafka_sasl_password", _secret(self.events.sasl_password)),
+            ("kafka_ssl_ca_location", self.events.ssl_ca_location),
+            ("kafka_ssl_certificate_location", self.events.ssl_certificate_location),
+            ("kafka_ssl_key_location", self.events.ssl_key_location),
+            ("kafka_ssl_key_password", _secret(self.events.ssl_key_password)),
+            ("kafka_ssl_check_hostname", self.events.ssl_check_hostname),
             ("event_phi_profile", self.pipeline.event_phi_profile),
             ("phi_hash_key", SecretStr(self.pipeline.phi_hash_key)),
             ("download_concurrency", self.pipeline.download_concurrency),
@@ -137,6 +155,10 @@ class IngestionResource(dg.ConfigurableResource):
                 yield self
             finally:
                 shutil.rmtree(runtime.run_staging(run.run_id), ignore_errors=True)
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    return SecretStr(value) if value else None
 
 
 @lru_cache(maxsize=16)
@@ -183,6 +205,15 @@ def resources_from_settings(settings: Settings, *, from_env: bool = False) -> di
             topic=value("kafka_topic", s.kafka_topic),
             dlq_topic=value("kafka_dlq_topic", s.kafka_dlq_topic),
             delivery_timeout_seconds=value("kafka_delivery_timeout_seconds", s.kafka_delivery_timeout_seconds),
+            security_protocol=value("kafka_security_protocol", s.kafka_security_protocol),
+            sasl_mechanism=value("kafka_sasl_mechanism", s.kafka_sasl_mechanism),
+            sasl_username=value("kafka_sasl_username", s.kafka_sasl_username),
+            sasl_password=value("kafka_sasl_password", s.kafka_sasl_password),
+            ssl_ca_location=value("kafka_ssl_ca_location", s.kafka_ssl_ca_location),
+            ssl_certificate_location=value("kafka_ssl_certificate_location", s.kafka_ssl_certificate_location),
+            ssl_key_location=value("kafka_ssl_key_location", s.kafka_ssl_key_location),
+            ssl_key_password=value("kafka_ssl_key_password", s.kafka_ssl_key_password),
+            ssl_check_hostname=value("kafka_ssl_check_hostname", s.kafka_ssl_check_hostname),
         ),
         pipeline=PipelineSettingsResource(
             event_phi_profile=value("event_phi_profile", s.event_phi_profile),

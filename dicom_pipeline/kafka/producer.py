@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from dicom_pipeline.domain.events import EventEnvelope
+from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,13 @@ class DeliveryReport:
 
 
 class EventProducer:
-    def __init__(self, bootstrap_servers: str, delivery_timeout_seconds: float) -> None:
+    def __init__(
+        self, bootstrap_servers: str, delivery_timeout_seconds: float, client_config: dict[str, str] | None = None
+    ) -> None:
         self._timeout = delivery_timeout_seconds
         self._producer = Producer(
             {
+                **(client_config or {}),
                 "bootstrap.servers": bootstrap_servers,
                 # Idempotence makes librdkafka's own retries safe: the broker drops resends.
                 "enable.idempotence": True,
@@ -40,7 +44,9 @@ class EventProducer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventProducer:
-        return cls(settings.kafka_bootstrap_servers, settings.kafka_delivery_timeout_seconds)
+        return cls(
+            settings.kafka_bootstrap_servers, settings.kafka_delivery_timeout_seconds, kafka_client_config(settings)
+        )
 
     def send(self, envelopes: list[EventEnvelope]) -> DeliveryReport:
         """Produce every envelope and wait until each is acknowledged or has failed."""

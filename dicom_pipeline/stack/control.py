@@ -84,6 +84,8 @@ class Stack:
             "database_url": self.layout.database_url() if secrets else None,
             "dagster_database_url": self.layout.database_url(DAGSTER_DB) if secrets else None,
             "kafka_bootstrap_servers": self.layout.kafka_bootstrap_servers(),
+            # What a client needs besides bootstrap.servers (librdkafka property names).
+            "kafka_client_config": self.layout.kafka_client_config() if secrets else None,
             # Broker and result backend of the Celery run workers (one Redis database).
             "celery_broker_url": self.layout.celery_broker_url() if secrets else None,
             "env_file": str(self.layout.env_path),

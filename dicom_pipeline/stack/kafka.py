@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from importlib import resources
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dicom_pipeline.stack.errors import StackError
-from dicom_pipeline.stack.layout import StackLayout
+from dicom_pipeline.stack.layout import KAFKA_ADMIN_USER, KAFKA_CLIENT_USER, KAFKA_SASL_MECHANISM, StackLayout
 from dicom_pipeline.stack.prerequisites import require_java17, require_maven
 from dicom_pipeline.stack.process import (
     PidFile,
@@ -33,14 +34,27 @@ logger.request.name = kafka.request.logger
 logger.request.level = warn
 """
 
+# Clients (and the broker itself) authenticate with SASL/SCRAM-SHA-512 over TLS; the only
+# other listener is the KRaft controller's, on loopback, which speaks no client protocol.
 SERVER_PROPERTIES = """process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=SASL_SSL://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \
+  required username="{admin_user}" password="{admin_password}";
+ssl.keystore.type=PKCS12
+ssl.keystore.location={keystore}
+ssl.keystore.password={keystore_password}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+ssl.endpoint.identification.algorithm=https
+super.users=User:{admin_user}
 log.dirs={data}
 num.partitions=1
 auto.create.topics.enable=false
@@ -102,9 +116,40 @@ class KafkaService:
     def _java(self, *args: str) -> list[str]:
         return [require_java17(), f"-Dlog4j2.configurationFile={self.log4j}", "-cp", f"{self.lib}/*", *args]
 
-    def _format_storage(self) -> None:
-        if (self.data / "meta.properties").exists():
+    def _ensure_tls(self) -> None:
+        """A CA of the stack's own, and the broker's key and certificate (localhost, 127.0.0.1)
+        signed by it, in a PKCS12 keystore; clients trust the CA (ssl.ca.location)."""
+        tls = self.layout.kafka_tls_dir
+        keystore = tls / "broker.p12"
+        if keystore.exists() and self.layout.kafka_ca_path.exists():
             return
+        tls.mkdir(parents=True, exist_ok=True)
+        password = self.layout.secrets().kafka_keystore_password
+        steps = [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+             "/CN=dicom-pipeline local stack CA", "-keyout", "ca.key", "-out", "ca.pem"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "broker.key",
+             "-out", "broker.csr"],
+            ["x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "3650", "-out", "broker.pem", "-extfile", "san.cnf"],
+            ["pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", "ca.pem",
+             "-out", "broker.p12", "-passout", f"pass:{password}"],
+        ]  # fmt: skip
+        (tls / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for step in steps:
+            result = subprocess.run(["openssl", *step], cwd=tls, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise StackError(f"openssl {step[0]} failed for the Kafka TLS material: {result.stderr.strip()[-200:]}")
+        for private in ("ca.key", "broker.key", "broker.p12"):
+            (tls / private).chmod(0o600)
+
+    def _format_storage(self) -> None:
+        marker = self.data / "scram-users"
+        if (self.data / "meta.properties").exists():
+            if marker.exists():
+                return
+            # Formatted by an older stack, without the SCRAM users: local data only, start over.
+            shutil.rmtree(self.data)
         cluster_id = (
             subprocess.run(
                 self._java("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
@@ -112,13 +157,25 @@ class KafkaService:
             .stdout.strip()
             .splitlines()[-1]
         )
+        secrets = self.layout.secrets()
+        # KRaft stores SCRAM credentials in its metadata log: they are created at format time.
+        users = [
+            (KAFKA_ADMIN_USER, secrets.kafka_admin_password),
+            (KAFKA_CLIENT_USER, secrets.kafka_client_password),
+        ]
+        scram = [
+            arg
+            for name, password in users
+            for arg in ("--add-scram", f"{KAFKA_SASL_MECHANISM}=[name={name},password={password}]")
+        ]
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)),
+            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties), *scram),
             capture_output=True,
             text=True,
         )
         if result.returncode != 0:
             raise StackError(f"Kafka storage format failed: {result.stderr.strip().splitlines()[-1:]}")
+        (self.data / "scram-users").write_text(f"{KAFKA_SASL_MECHANISM}: {', '.join(n for n, _ in users)}\n")
 
     def start(self) -> None:
         ensure_port_free(self.settings.kafka_port, "Kafka", "DICOM_PIPELINE_KAFKA_PORT")
@@ -127,13 +184,21 @@ class KafkaService:
         )
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log4j.write_text(LOG4J2)
+        self._ensure_tls()
+        secrets = self.layout.secrets()
         self.properties.write_text(
             SERVER_PROPERTIES.format(
                 port=self.settings.kafka_port,
                 controller_port=self.settings.kafka_controller_port,
                 data=self.data,
+                admin_user=KAFKA_ADMIN_USER,
+                admin_password=secrets.kafka_admin_password,
+                keystore=self.layout.kafka_tls_dir / "broker.p12",
+                keystore_password=secrets.kafka_keystore_password,
+                ca=self.layout.kafka_ca_path,
             )
         )
+        self.properties.chmod(0o600)
         self._format_storage()
         try:
             self._launch()
@@ -161,7 +226,14 @@ class KafkaService:
             raise
 
     def _admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.layout.kafka_bootstrap_servers(), "socket.timeout.ms": 2000})
+        return AdminClient(
+            {
+                **self.layout.kafka_client_config(admin=True),
+                "bootstrap.servers": self.layout.kafka_bootstrap_servers(),
+                "socket.timeout.ms": 2000,
+                "log_level": 0,
+            }
+        )
 
     def answers(self) -> bool:
         # A closed port first: librdkafka would otherwise log every refused connect.

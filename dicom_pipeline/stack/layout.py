@@ -11,6 +11,11 @@ from pathlib import Path
 from dicom_pipeline.settings import Settings
 
 DB_USER = "dicom_pipeline"
+# SCRAM users of the stack's broker: the broker itself (and the stack's admin client), and
+# the pipeline's clients.
+KAFKA_ADMIN_USER = "admin"
+KAFKA_CLIENT_USER = "dicom-pipeline"
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
 METADATA_DB = "dicom_pipeline"
 DAGSTER_DB = "dagster"
 
@@ -23,6 +28,9 @@ class StackSecrets:
     webhook_token: str
     phi_hash_key: str
     redis_password: str
+    kafka_admin_password: str
+    kafka_client_password: str
+    kafka_keystore_password: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> StackSecrets:
@@ -76,6 +84,25 @@ class StackLayout:
     def kafka_bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.settings.kafka_port}"
 
+    @property
+    def kafka_tls_dir(self) -> Path:
+        return self.root / "kafka" / "tls"
+
+    @property
+    def kafka_ca_path(self) -> Path:
+        return self.kafka_tls_dir / "ca.pem"
+
+    def kafka_client_config(self, *, admin: bool = False) -> dict[str, str]:
+        """librdkafka properties besides bootstrap.servers: SASL/SCRAM over TLS, our CA."""
+        s = self.secrets()
+        return {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": KAFKA_SASL_MECHANISM,
+            "sasl.username": KAFKA_ADMIN_USER if admin else KAFKA_CLIENT_USER,
+            "sasl.password": s.kafka_admin_password if admin else s.kafka_client_password,
+            "ssl.ca.location": str(self.kafka_ca_path),
+        }
+
     def celery_broker_url(self) -> str:
         return f"redis://:{self.secrets().redis_password}@127.0.0.1:{self.settings.redis_port}/0"
 
@@ -96,6 +123,11 @@ class StackLayout:
             "DATABASE_URL": self.database_url(METADATA_DB),
             "DAGSTER_DATABASE_URL": self.database_url(DAGSTER_DB),
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers(),
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+            "KAFKA_SASL_USERNAME": KAFKA_CLIENT_USER,
+            "KAFKA_SASL_PASSWORD": s.kafka_client_password,
+            "KAFKA_SSL_CA_LOCATION": str(self.kafka_ca_path),
             "CELERY_BROKER_URL": self.celery_broker_url(),
             "WEBHOOK_URL": self.webhook_url(),
             "WEBHOOK_TOKEN": s.webhook_token,

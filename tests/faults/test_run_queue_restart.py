@@ -56,6 +56,7 @@ def test_redis_restarted_with_runs_queued_and_in_flight_loses_no_study(
         return statuses if statuses["STARTED"] >= 1 and statuses["STARTING"] >= 2 else None
 
     before = wait_for(in_flight_and_queued, TIMEOUT, "a run in flight and two waiting in Redis", interval=0.2)
+    assert isinstance(before, Counter)
     redis.stop()
     stopped = time.monotonic()
     time.sleep(3)

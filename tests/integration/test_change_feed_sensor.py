@@ -60,7 +60,7 @@ def test_later_stable_study_of_the_same_study_gets_a_new_run_key(stack_settings:
 def test_sensor_skips_saying_why_when_nothing_is_new(stack_settings: Settings) -> None:
     result = _evaluate(FeedCursor(_last_seq()).dump())
     assert not result.run_requests
-    assert result.skip_reason is not None and "no new stable study" in (result.skip_reason.skip_message or "")
+    assert result.skip_reason is not None and "no stable study needing a run" in (result.skip_reason.skip_message or "")
 
 
 def test_sensor_asks_for_reconciliation_when_orthanc_sequence_went_back(stack_settings: Settings) -> None:

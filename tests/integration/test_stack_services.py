@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.stack.layout import DAGSTER_DB, METADATA_DB
 
@@ -37,8 +38,16 @@ def test_status_json_prints_the_contract_fields(stack_settings: Settings) -> Non
         "database_url",
         "kafka_bootstrap_servers",
         "celery_broker_url",
+        "kafka_client_config",
     ):
         assert info[key], key
+    assert set(info["kafka_client_config"]) >= {
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+    }
     assert all(service["running"] for service in info["services"].values())
 
 
@@ -76,7 +85,8 @@ def test_postgres_answers_on_both_databases(stack_settings: Settings, database: 
 
 def test_kafka_round_trip_keeps_key_and_headers(stack_settings: Settings) -> None:
     marker = uuid.uuid4().hex
-    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap_servers, "acks": "all"})
+    client = {**kafka_client_config(stack_settings), "bootstrap.servers": stack_settings.kafka_bootstrap_servers}
+    producer = Producer({**client, "acks": "all"})
     producer.produce(
         stack_settings.kafka_dlq_topic,
         key=b"study-key",
@@ -86,7 +96,7 @@ def test_kafka_round_trip_keeps_key_and_headers(stack_settings: Settings) -> Non
     assert producer.flush(15) == 0
     consumer = Consumer(
         {
-            "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
+            **client,
             "group.id": f"test-{marker}",
             "auto.offset.reset": "earliest",
         }
@@ -104,3 +114,43 @@ def test_kafka_round_trip_keeps_key_and_headers(stack_settings: Settings) -> Non
         assert dict(found.headers() or [])["correlation_id"] == marker.encode()
     finally:
         consumer.close()
+
+
+def test_an_anonymous_kafka_client_cannot_publish_but_the_pipeline_can(stack_settings: Settings) -> None:
+    marker = uuid.uuid4().hex.encode()
+    outcomes: dict[str, object] = {}
+
+    def send(name: str, config: dict[str, str]) -> None:
+        producer = Producer(
+            {
+                **config,
+                "bootstrap.servers": stack_settings.kafka_bootstrap_servers,
+                "message.timeout.ms": 8000,
+                "log_level": 0,
+            }
+        )
+        producer.produce(
+            stack_settings.kafka_dlq_topic,
+            value=marker,
+            on_delivery=lambda error, _message: outcomes.__setitem__(name, error),
+        )
+        producer.flush(15)
+
+    send("anonymous", {})
+    send(
+        "plaintext with the pipeline's password",
+        {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": str(stack_settings.kafka_sasl_username),
+            "sasl.password": stack_settings.kafka_sasl_password.get_secret_value()
+            if stack_settings.kafka_sasl_password
+            else "",
+        },
+    )
+    send("wrong password", {**kafka_client_config(stack_settings), "sasl.password": "not-the-password"})
+    send("pipeline", kafka_client_config(stack_settings))
+
+    assert outcomes["pipeline"] is None, f"the pipeline's own client was refused: {outcomes['pipeline']}"
+    for refused in ("anonymous", "plaintext with the pipeline's password", "wrong password"):
+        assert outcomes.get(refused) is not None, f"{refused}: the broker accepted the message"

@@ -88,3 +88,74 @@ def test_secrets_set_in_the_environment_become_env_vars_not_values(monkeypatch: 
     # Unresolved until a run or tick starts, so the UI never shows the value.
     assert isinstance(ingestion.orthanc.password, dg.EnvVar)
     assert ingestion.orthanc.password.env_var_name == "DICOM_PIPELINE_ORTHANC_PASSWORD"
+
+
+# Every setting that code running inside a Dagster run reads (adapters and use cases).
+RUN_SETTINGS = (
+    "orthanc_url",
+    "orthanc_username",
+    "orthanc_password",
+    "orthanc_timeout_seconds",
+    "database_url",
+    "storage_url",
+    "staging_dir",
+    "s3_endpoint_url",
+    "s3_region",
+    "kafka_bootstrap_servers",
+    "kafka_topic",
+    "kafka_dlq_topic",
+    "kafka_delivery_timeout_seconds",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_location",
+    "kafka_ssl_certificate_location",
+    "kafka_ssl_key_location",
+    "kafka_ssl_key_password",
+    "kafka_ssl_check_hostname",
+    "event_phi_profile",
+    "phi_hash_key",
+    "download_concurrency",
+    "backfill_concurrency",
+    "run_heartbeat_seconds",
+    "run_dead_after_seconds",
+    "log_level",
+)
+
+
+def test_resources_carry_every_setting_a_run_reads() -> None:
+    from pathlib import Path
+
+    from pydantic import SecretStr
+
+    from dicom_pipeline.defs.resources import IngestionResource, resources_from_settings
+
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        orthanc_url="http://orthanc.example:8042",
+        orthanc_password=SecretStr("orthanc-secret"),
+        database_url=SecretStr("postgresql+psycopg2://u:p@db.example/meta"),
+        storage_url="s3://bucket/prefix",
+        staging_dir=Path("/scratch/staging"),
+        s3_endpoint_url="http://minio.example:9000",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="pipeline",
+        kafka_sasl_password=SecretStr("kafka-secret"),
+        kafka_ssl_ca_location="/etc/ca.pem",
+        kafka_ssl_certificate_location="/etc/client.pem",
+        kafka_ssl_key_location="/etc/client.key",
+        kafka_ssl_key_password=SecretStr("key-secret"),
+        kafka_ssl_check_hostname=False,
+        event_phi_profile="minimal",
+        phi_hash_key=SecretStr("hash-key"),
+        download_concurrency=7,
+        run_heartbeat_seconds=2.0,
+        run_dead_after_seconds=9.0,
+    )
+    ingestion = resources_from_settings(settings)["ingestion"]
+    assert isinstance(ingestion, IngestionResource)
+    rebuilt = ingestion.settings()
+    for name in RUN_SETTINGS:
+        assert getattr(rebuilt, name) == getattr(settings, name), name

@@ -151,7 +151,8 @@ def test_with_only_kafka_down_ready_is_200_listing_it_and_a_study_is_accepted(
     response = client.get("/ready")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ready" and body["degraded"] == ["kafka"]
+    # Dagster is not running for this test either: reported, and not a reason to refuse.
+    assert body["status"] == "ready" and "kafka" in body["degraded"] and "postgresql" not in body["degraded"]
     assert body["checks"]["kafka"] != "ok"
     assert body["checks"]["postgresql"] == "ok" and body["checks"]["orthanc"] == "ok"
     metrics = client.get("/metrics").text
