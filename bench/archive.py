@@ -104,3 +104,36 @@ def backfill_rate(settings: Settings, studies: int, seed: int) -> list[tuple[str
 
 def backfill_job(settings: Settings) -> dg.JobDefinition:
     return build_definitions(settings, resources_from_env=False).resolve_job_def("backfill_by_study_date")
+
+
+def reconcile_cost(settings: Settings, sizes: list[int], seed: int) -> list[tuple[str, str]]:
+    """A periodic reconciliation pass with nothing new, against a full scan, as Orthanc grows."""
+    from dicom_pipeline.ingestion.reconcile import plan_reconciliation
+
+    runtime = get_runtime()
+    rows: list[tuple[str, str]] = []
+    for size in sizes:
+        missing = max(size - study_count(settings), 0)
+        if missing:
+            seed_small_studies(settings, missing, (dt.date(1970, 1, 2),), seed + size)
+        count = study_count(settings)
+        time.sleep(settings.orthanc_stable_age + 1)
+        started = time.perf_counter()
+        full = plan_reconciliation(runtime, full=True)
+        full_seconds = time.perf_counter() - started
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            quiet = plan_reconciliation(runtime)
+            timings.append(time.perf_counter() - started)
+        rows += [
+            (
+                f"reconcile, full scan, {count} studies in Orthanc",
+                f"{full_seconds:.2f} s ({full.studies_checked} checked)",
+            ),
+            (
+                f"reconcile, periodic pass with nothing new, {count} studies in Orthanc",
+                f"{statistics.median(timings) * 1000:.1f} ms ({quiet.studies_checked} checked, mode {quiet.mode})",
+            ),
+        ]
+    return rows

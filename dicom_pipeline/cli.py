@@ -164,19 +164,22 @@ def ingest(orthanc_study_ids: tuple[str, ...], correlation_id: str | None) -> No
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Only list the studies that would be ingested.")
-def reconcile(dry_run: bool) -> None:
-    """Ingest every Orthanc study missing from the database or changed since its last ingestion."""
+@click.option("--full", is_flag=True, help="Scan every study in Orthanc, not only what changed since the last pass.")
+@click.option("--dry-run", is_flag=True, help="Only list the studies a full scan would ingest (moves no cursor).")
+def reconcile(full: bool, dry_run: bool) -> None:
+    """Ingest Orthanc studies missing from the database or changed since their last ingestion."""
     from dicom_pipeline.ingestion.batch import ingest_studies
-    from dicom_pipeline.ingestion.reconcile import find_stale_studies
+    from dicom_pipeline.ingestion.reconcile import find_stale_studies, plan_reconciliation
     from dicom_pipeline.runtime import get_runtime
 
     runtime = get_runtime()
-    stale = list(find_stale_studies(runtime))
     if dry_run:
-        for study in stale:
+        for study in find_stale_studies(runtime):
             click.echo(json.dumps({"orthanc_id": study.orthanc_id, "reason": study.reason}))
         return
+    look = plan_reconciliation(runtime, full=full)
+    stale = look.stale
+    click.echo(f"reconciliation ({look.why}): {look.studies_checked} study(ies) checked", err=True)
     report = ingest_studies(
         runtime,
         [s.orthanc_id for s in stale],
@@ -186,7 +189,9 @@ def reconcile(dry_run: bool) -> None:
             json.dumps({"orthanc_id": r.orthanc_id, "status": r.status, "error": r.error}), err=True
         ),
     )
-    click.echo(json.dumps({"found": len(stale), **report.as_dict()}))
+    click.echo(
+        json.dumps({"mode": look.mode, "checked": look.studies_checked, "found": len(stale), **report.as_dict()})
+    )
     if report.failures:
         sys.exit(1)
 

@@ -214,6 +214,16 @@ class OrthancStudySeen(Base):
     seen_at: Mapped[dt.datetime] = _now()
 
 
+class ReconcileCursor(Base):
+    """Orthanc change-log sequence up to which reconciliation has looked (one row per name)."""
+
+    __tablename__ = "reconcile_cursor"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = _now()
+
+
 class RunHeartbeat(Base):
     """A Dagster run's worker saying it is alive (see dicom_pipeline/run_liveness.py).
 

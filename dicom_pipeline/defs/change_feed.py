@@ -80,6 +80,7 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
             dg.RunRequest(
                 run_key=f"reconcile:{cursor.seq}:{plan.next_seq}",
                 job_name=reconcile.name,
+                run_config={"ops": {"reconcile_orthanc": {"config": {"full": True}}}},
                 tags={"dicom/reconcile_reason": plan.reconcile_reason[:200]},
             )
         )

@@ -1,20 +1,33 @@
 """Reconciliation: which Orthanc studies are missing from the database or changed since.
 
-Pages through Orthanc's study list; per page one SQL query compares Orthanc's LastUpdate
-with what the last successful ingestion saw, so studies already up to date cost nothing
-more than their share of one page.
+Two ways to look, chosen so that a pass costs what changed, not what Orthanc holds:
+
+- **changes** (the periodic pass): reads Orthanc's change log from where the last pass
+  stopped (`reconcile_cursor`) and checks only the studies that became stable since. With
+  nothing new, that is one request to Orthanc.
+- **full** (on demand, the first pass, or when the change log cannot be trusted: Orthanc's
+  database reset, or the log truncated past the cursor): pages through every study; per
+  page one SQL query compares Orthanc's LastUpdate with what the last ingestion saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.models import OrthancStudySeen
+from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor
+from dicom_pipeline.errors import OrthancError
+from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
+from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
+
+CURSOR_NAME = "orthanc"
+PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -23,33 +36,108 @@ class StaleStudy:
     reason: str  # "missing" or "changed"
 
 
-def find_stale_studies(runtime: Runtime, page_size: int = 1000) -> Iterator[StaleStudy]:
-    since = 0
+@dataclass
+class ReconcilePass:
+    mode: Literal["changes", "full"]
+    why: str
+    changes_read: int = 0
+    studies_checked: int = 0
+    stale: list[StaleStudy] = field(default_factory=list)
+
+
+def plan_reconciliation(runtime: Runtime, *, full: bool = False) -> ReconcilePass:
+    """The studies to ingest; moves the cursor only for a pass that completed its look.
+
+    The cursor is taken *before* a full scan, so changes made during the scan are looked at
+    again by the next pass (at least once, never lost).
+    """
     with runtime.orthanc() as orthanc:
-        while True:
-            page = orthanc.studies_page(since, page_size)
-            if not page:
-                return
-            since += len(page)
+        stored = _stored_cursor(runtime)
+        if not full and stored is not None:
+            plan = read_feed(orthanc, FeedCursor(stored), PAGE_SIZE, max_pages=1_000_000)
+            if plan.reconcile_reason is None:
+                states = {oid: _last_update(orthanc, oid) for oid in plan.stable_studies}
+                changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
+                changed.studies_checked = len(states)
+                changed.stale = list(_stale(runtime, ((oid, lu) for oid, lu in states.items() if lu is not None)))
+                _store_cursor(runtime, plan.next_seq)
+                return changed
+            why = f"full scan: {plan.reconcile_reason}"
+        else:
+            why = "full scan: asked for" if full else "full scan: first pass"
+        last = int(orthanc.last_change().get("Last", 0))
+        scan = ReconcilePass("full", why)
+        stale: list[StaleStudy] = []
+        for page in _study_pages(orthanc):
+            scan.studies_checked += len(page)
             # Unstable studies are still receiving instances; they will announce themselves.
-            stable = {item["ID"]: item.get("LastUpdate") for item in page if item.get("IsStable", True)}
-            with transaction(runtime.engine) as session:
-                seen = {
-                    row.orthanc_id: row
-                    for row in session.execute(
-                        select(
-                            OrthancStudySeen.orthanc_id,
-                            OrthancStudySeen.last_update,
-                            OrthancStudySeen.stable_when_seen,
-                        ).where(OrthancStudySeen.orthanc_id.in_(list(stable)))
-                    ).all()
-                }
-            for orthanc_id, last_update in stable.items():
-                row = seen.get(orthanc_id)
-                if row is None:
-                    yield StaleStudy(orthanc_id, "missing")
-                elif row.last_update != last_update or not row.stable_when_seen:
-                    # Read while unstable: instances may have arrived within LastUpdate's second.
-                    yield StaleStudy(orthanc_id, "changed")
-            if len(page) < page_size:
-                return
+            stale += _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
+        scan.stale = stale
+        _store_cursor(runtime, last)
+        return scan
+
+
+def find_stale_studies(runtime: Runtime) -> Iterator[StaleStudy]:
+    """Every stale study, by a full scan (what `reconcile --full` and the tests look at)."""
+    with runtime.orthanc() as orthanc:
+        for page in _study_pages(orthanc):
+            yield from _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
+
+
+def _study_pages(orthanc: OrthancClient) -> Iterator[list[dict[str, Any]]]:
+    since = 0
+    while True:
+        page = orthanc.studies_page(since, PAGE_SIZE)
+        if not page:
+            return
+        yield page
+        since += len(page)
+        if len(page) < PAGE_SIZE:
+            return
+
+
+def _stale(runtime: Runtime, studies: Iterable[tuple[str, object]]) -> Iterator[StaleStudy]:
+    """Of (orthanc id, LastUpdate) pairs, those never ingested or changed since (one query)."""
+    wanted = dict(studies)
+    if not wanted:
+        return
+    with transaction(runtime.engine) as session:
+        seen = {
+            row.orthanc_id: row
+            for row in session.execute(
+                select(
+                    OrthancStudySeen.orthanc_id, OrthancStudySeen.last_update, OrthancStudySeen.stable_when_seen
+                ).where(OrthancStudySeen.orthanc_id.in_(list(wanted)))
+            ).all()
+        }
+    for orthanc_id, last_update in wanted.items():
+        row = seen.get(orthanc_id)
+        if row is None:
+            yield StaleStudy(orthanc_id, "missing")
+        elif row.last_update != last_update or not row.stable_when_seen:
+            # Read while unstable: instances may have arrived within LastUpdate's second.
+            yield StaleStudy(orthanc_id, "changed")
+
+
+def _last_update(orthanc: OrthancClient, orthanc_id: str) -> str | None:
+    try:
+        study = orthanc.study(orthanc_id)
+    except OrthancError:
+        return None  # deleted since it became stable
+    if not study.get("IsStable", True):
+        return None  # receiving instances again: it will become stable (and announced) again
+    value = study.get("LastUpdate")
+    return value if isinstance(value, str) else None
+
+
+def _stored_cursor(runtime: Runtime) -> int | None:
+    with transaction(runtime.engine) as session:
+        return session.scalar(select(ReconcileCursor.seq).where(ReconcileCursor.name == CURSOR_NAME))
+
+
+def _store_cursor(runtime: Runtime, seq: int) -> None:
+    with transaction(runtime.engine) as session:
+        statement = insert(ReconcileCursor).values(name=CURSOR_NAME, seq=seq)
+        session.execute(
+            statement.on_conflict_do_update(index_elements=["name"], set_={"seq": seq, "updated_at": func.now()})
+        )

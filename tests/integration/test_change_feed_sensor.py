@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import dagster as dg
 import pytest
@@ -141,3 +142,24 @@ def test_reconciliation_looks_again_at_a_study_ingested_while_unstable(stack_set
     assert {s.orthanc_id: s.reason for s in find_stale_studies(get_runtime())}.get(seeded.orthanc_id) == "changed"
     ingest(seeded.orthanc_id)
     assert seeded.orthanc_id not in {s.orthanc_id for s in find_stale_studies(get_runtime())}
+
+
+def test_periodic_reconciliation_costs_what_changed_and_a_full_scan_only_on_demand(stack_settings: Settings) -> None:
+    from dicom_pipeline.ingestion.reconcile import plan_reconciliation
+
+    runtime = get_runtime()
+    time.sleep(stack_settings.orthanc_stable_age + 1)  # studies of earlier tests settle first
+    plan_reconciliation(runtime)  # a first pass (full if there is no cursor yet) sets the cursor
+    quiet = plan_reconciliation(runtime)
+    assert (quiet.mode, quiet.studies_checked, quiet.stale) == ("changes", 0, []), "nothing new, nothing checked"
+
+    seeded, _ = seed_one(stack_settings, modality="DX", size=8)
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+    found = plan_reconciliation(runtime)
+    assert found.mode == "changes" and found.changes_read > 0
+    assert found.studies_checked == 1 and [s.orthanc_id for s in found.stale] == [seeded.orthanc_id]
+    assert plan_reconciliation(runtime).studies_checked == 0, "the cursor moved past what was seen"
+
+    full = plan_reconciliation(runtime, full=True)
+    assert full.mode == "full" and full.studies_checked > 1
+    assert seeded.orthanc_id in {s.orthanc_id for s in full.stale}
