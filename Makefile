@@ -5,10 +5,12 @@ PYTHON ?= python3
 
 .PHONY: venv dev test lint format stack-up stack-down migrate bench bench-quick clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	# The runtime package with its test tools, and the development package (the local
+	# stack and `seed`), which a production install does not get.
+	$(BIN)/pip install -q -e '.[dev]' -e ./devtools
 	touch $@
 
 venv: $(BIN)/.installed

@@ -10,14 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import httpx
+from dicom_pipeline_dev.seed.runner import orthanc_client
+from dicom_pipeline_dev.seed.send import dataset_bytes
+from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
 from dicom_pipeline.definitions import build_definitions
 from dicom_pipeline.defs.change_feed import evaluate_change_feed
 from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.seed.runner import orthanc_client
-from dicom_pipeline.seed.send import dataset_bytes
-from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
 
 

@@ -9,9 +9,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_pipeline.seed.runner import describe_study, orthanc_client
-from dicom_pipeline.seed.send import dataset_bytes
-from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
+from dicom_pipeline_dev.seed.runner import describe_study, orthanc_client
+from dicom_pipeline_dev.seed.send import dataset_bytes
+from dicom_pipeline_dev.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
+
 from dicom_pipeline.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -8,10 +8,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from dicom_pipeline_dev.seed.runner import orthanc_client
+from dicom_pipeline_dev.seed.send import upload_rest
+from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
+
 from bench.archive import seed_small_studies
-from dicom_pipeline.seed.runner import orthanc_client
-from dicom_pipeline.seed.send import upload_rest
-from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import running_system
 from tests.helpers import KafkaTap, clear_change_log

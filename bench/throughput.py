@@ -10,8 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from dicom_pipeline_dev.seed.runner import orthanc_client
+
 from bench.common import SeededBigStudy, seed_ct_study
-from dicom_pipeline.seed.runner import orthanc_client
 from dicom_pipeline.settings import Settings
 
 

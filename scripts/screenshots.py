@@ -21,8 +21,9 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dicom_pipeline.seed.runner import seed_studies  # noqa: E402
-from dicom_pipeline.seed.synth import SeedPlan  # noqa: E402
+from dicom_pipeline_dev.seed.runner import seed_studies  # noqa: E402
+from dicom_pipeline_dev.seed.synth import SeedPlan  # noqa: E402
+
 from dicom_pipeline.settings import get_settings  # noqa: E402
 from tests.e2e.system import running_system  # noqa: E402
 from tests.helpers import clear_change_log  # noqa: E402

@@ -11,9 +11,10 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from dicom_pipeline.seed.synth import NAMES_BY_CHARSET
+from dicom_pipeline_dev.seed.synth import NAMES_BY_CHARSET
+from dicom_pipeline_dev.stack.layout import StackLayout
+
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.layout import StackLayout
 
 BIRTH_DATE = re.compile(r"(?<![0-9.])(19700101|1970-01-01)(?![0-9])")
 LOG_SUFFIXES = (".log",)

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from dicom_pipeline_dev.stack.control import Stack
+from dicom_pipeline_dev.stack.kafka import KafkaService
 
 from dicom_pipeline.runtime import reset_runtime
 from dicom_pipeline.settings import Settings, get_settings
-from dicom_pipeline.stack.control import Stack
-from dicom_pipeline.stack.kafka import KafkaService
 from tests.helpers import KafkaTap
 
 

@@ -13,6 +13,9 @@ from typing import Any, cast
 
 import dagster as dg
 from confluent_kafka import Consumer, TopicPartition
+from dicom_pipeline_dev.seed.runner import SeededStudy, describe_study, lookup_study_id, orthanc_client
+from dicom_pipeline_dev.seed.send import upload_rest
+from dicom_pipeline_dev.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
 from pydicom.dataset import Dataset
 from sqlalchemy import text
 
@@ -21,9 +24,6 @@ from dicom_pipeline.defs.resources import resources_from_settings
 from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.local_runs import ingest_in_process
 from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.seed.runner import SeededStudy, describe_study, lookup_study_id, orthanc_client
-from dicom_pipeline.seed.send import upload_rest
-from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
 from dicom_pipeline.settings import Settings, get_settings
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import psycopg2
 import redis
+from dicom_pipeline_dev.stack.layout import DB_USER, StackLayout
 from psycopg2 import sql
 
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.layout import DB_USER, StackLayout
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

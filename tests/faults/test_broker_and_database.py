@@ -9,14 +9,14 @@ import time
 from collections import Counter
 
 import pytest
+from dicom_pipeline_dev.stack.control import Stack
+from dicom_pipeline_dev.stack.kafka import KafkaService
+from dicom_pipeline_dev.stack.postgres import PostgresService
 
 from dicom_pipeline.ingestion.batch import BatchReport, ingest_studies
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.control import Stack
-from dicom_pipeline.stack.kafka import KafkaService
-from dicom_pipeline.stack.postgres import PostgresService
 from tests.helpers import KafkaTap, query, seed_one, versions_per_study
 
 pytestmark = pytest.mark.integration

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dicom_pipeline_dev.seed.runner import orthanc_client
 from pydicom import dcmread
 from pydicom.data import get_testdata_files
 
 from dicom_pipeline.ingestion.batch import ingest_studies
 from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.seed.runner import orthanc_client
 from dicom_pipeline.settings import Settings
 from tests.helpers import query
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dicom_pipeline_dev.stack.control import Stack
+from dicom_pipeline_dev.stack.orthanc import OrthancService
 from fastapi.testclient import TestClient
 
 from dicom_pipeline.defs.change_feed import ChangeFeedUnavailable
@@ -16,8 +18,6 @@ from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.ingestion.reconcile import find_stale_studies
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.control import Stack
-from dicom_pipeline.stack.orthanc import OrthancService
 from tests.helpers import change_feed_tick, ingest, query, seed_one, wait_for_stable
 from webhook.main import create_app
 

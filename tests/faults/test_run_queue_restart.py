@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dicom_pipeline_dev.stack.control import Stack
+from dicom_pipeline_dev.stack.redis import RedisService
 
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.control import Stack
-from dicom_pipeline.stack.redis import RedisService
 from tests.e2e.system import System, running_system, wait_for
 from tests.helpers import KafkaTap, clear_change_log, query, seed_one, versions_per_study
 

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dicom_pipeline_dev.stack.process import is_alive
 
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.process import is_alive
 from tests.e2e.system import System, running_system, wait_for
 from tests.helpers import KafkaTap, clear_change_log, query, seed_one
 

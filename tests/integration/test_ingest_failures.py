@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
+from dicom_pipeline_dev.stack.kafka import KafkaService
 
 from dicom_pipeline.domain.events import validate_payload
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.runtime import get_runtime, reset_runtime
-from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.kafka import KafkaService
 from dicom_pipeline.storage.local import LocalRawStore
 from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, upload
 

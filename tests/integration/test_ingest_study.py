@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
 from dicom_pipeline.domain.events import validate_payload
 from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.storage.local import LocalRawStore
 from tests.helpers import (

@@ -9,11 +9,11 @@ import sys
 
 import dagster as dg
 import pytest
+from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
 from dicom_pipeline.definitions import build_definitions
 from dicom_pipeline.ingestion.replay import replay_events
 from dicom_pipeline.runtime import get_runtime
-from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline.settings import Settings, get_settings
 from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, unused_study_dates, upload
 
@@ -74,7 +74,7 @@ def test_a_failing_study_in_a_backfill_is_dead_lettered_and_redrive_ingests_it_a
     # The fix: the source sends a corrected file for the same instance; Orthanc replaces it.
     with get_runtime().orthanc() as orthanc:
         instance_id = orthanc.study_instances(bad_orthanc_id)[0].orthanc_id
-    from dicom_pipeline.seed.runner import orthanc_client
+    from dicom_pipeline_dev.seed.runner import orthanc_client
 
     with orthanc_client(stack_settings) as client:
         client.delete(f"/instances/{instance_id}").raise_for_status()

@@ -6,9 +6,9 @@ import datetime as dt
 
 import httpx
 import pytest
+from dicom_pipeline_dev.seed.runner import seed_studies
+from dicom_pipeline_dev.seed.synth import SeedPlan
 
-from dicom_pipeline.seed.runner import seed_studies
-from dicom_pipeline.seed.synth import SeedPlan
 from dicom_pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,7 @@ def test_seeded_non_ascii_names_read_back_correctly_from_orthanc(
 
 
 def test_same_seed_gives_the_same_study_uids(stack_settings: Settings) -> None:
-    from dicom_pipeline.seed.synth import plan_studies
+    from dicom_pipeline_dev.seed.synth import plan_studies
 
     plan = SeedPlan(studies=4, seed=9)
     assert [s.study_uid for s in plan_studies(plan)] == [s.study_uid for s in plan_studies(plan)]

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dicom_pipeline_dev.stack.control import Stack
+from dicom_pipeline_dev.stack.process import port_in_use
 
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.control import Stack
-from dicom_pipeline.stack.process import port_in_use
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def _is_zombie(pid: int) -> bool:
 def test_port_taken_is_a_one_line_error(private_stack: Stack) -> None:
     import socket
 
-    from dicom_pipeline.stack.errors import StackError
+    from dicom_pipeline_dev.stack.errors import StackError
 
     with socket.socket() as blocker:
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

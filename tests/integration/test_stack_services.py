@@ -11,10 +11,10 @@ import httpx
 import psycopg2
 import pytest
 from confluent_kafka import Consumer, Producer
+from dicom_pipeline_dev.stack.layout import DAGSTER_DB, METADATA_DB
 
 from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.layout import DAGSTER_DB, METADATA_DB
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +59,8 @@ def test_second_up_reports_already_running(stack_settings: Settings) -> None:
 
 
 def test_orthanc_accepts_an_upload_and_lists_it(orthanc: httpx.Client) -> None:
-    from dicom_pipeline.seed.send import dataset_bytes
-    from dicom_pipeline.seed.synth import SeedPlan, build_instances, plan_studies
+    from dicom_pipeline_dev.seed.send import dataset_bytes
+    from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
     spec = plan_studies(SeedPlan(studies=1, modalities=("DX",), rows=16, columns=16, seed=4242))[0]
     ds = next(build_instances(spec))

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from dicom_pipeline.stack.errors import StackError
-from dicom_pipeline.stack.process import PidFile, start_detached, wait_until
+from dicom_pipeline_dev.stack.errors import StackError
+from dicom_pipeline_dev.stack.process import PidFile, start_detached, wait_until
 
 
 def test_a_service_that_exits_while_starting_fails_at_once_naming_its_status(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from dicom_pipeline_dev.stack.kafka import KafkaService
 from fastapi.testclient import TestClient
 
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.kafka import KafkaService
 from tests.helpers import execute, made_up_orthanc_id, query
 from webhook.main import WebhookConfigError, create_app
 

@@ -9,9 +9,9 @@ from typing import Literal
 import httpx
 from pydicom.dataset import Dataset
 
-from dicom_pipeline.seed.send import send_cstore, upload_rest
-from dicom_pipeline.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
 from dicom_pipeline.settings import Settings
+from dicom_pipeline_dev.seed.send import send_cstore, upload_rest
+from dicom_pipeline_dev.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from typing import Any, Protocol
 import httpx
 
 from dicom_pipeline.settings import Settings
-from dicom_pipeline.stack.kafka import KafkaService
-from dicom_pipeline.stack.layout import DAGSTER_DB, StackLayout
-from dicom_pipeline.stack.orthanc import OrthancService
-from dicom_pipeline.stack.postgres import PostgresService
-from dicom_pipeline.stack.redis import RedisService
+from dicom_pipeline_dev.stack.kafka import KafkaService
+from dicom_pipeline_dev.stack.layout import DAGSTER_DB, StackLayout
+from dicom_pipeline_dev.stack.orthanc import OrthancService
+from dicom_pipeline_dev.stack.postgres import PostgresService
+from dicom_pipeline_dev.stack.redis import RedisService
 
 
 class Service(Protocol):

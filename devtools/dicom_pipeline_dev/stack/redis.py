@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from dicom_pipeline.stack.errors import StackError
-from dicom_pipeline.stack.layout import StackLayout
-from dicom_pipeline.stack.prerequisites import ensure_debian_package
-from dicom_pipeline.stack.process import PidFile, ensure_port_free, start_detached, stop_pid, wait_until
+from dicom_pipeline_dev.stack.errors import StackError
+from dicom_pipeline_dev.stack.layout import StackLayout
+from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package
+from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, start_detached, stop_pid, wait_until
 
 
 class RedisService:

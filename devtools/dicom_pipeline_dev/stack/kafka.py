@@ -11,10 +11,10 @@ from importlib import resources
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from dicom_pipeline.stack.errors import StackError
-from dicom_pipeline.stack.layout import KAFKA_ADMIN_USER, KAFKA_CLIENT_USER, KAFKA_SASL_MECHANISM, StackLayout
-from dicom_pipeline.stack.prerequisites import require_java17, require_maven
-from dicom_pipeline.stack.process import (
+from dicom_pipeline_dev.stack.errors import StackError
+from dicom_pipeline_dev.stack.layout import KAFKA_ADMIN_USER, KAFKA_CLIENT_USER, KAFKA_SASL_MECHANISM, StackLayout
+from dicom_pipeline_dev.stack.prerequisites import require_java17, require_maven
+from dicom_pipeline_dev.stack.process import (
     PidFile,
     ensure_port_free,
     port_in_use,
@@ -90,7 +90,7 @@ class KafkaService:
         require_java17()
         mvn = require_maven()
         self.lib.mkdir(parents=True, exist_ok=True)
-        pom = resources.files("dicom_pipeline.stack") / "maven" / "pom.xml"
+        pom = resources.files("dicom_pipeline_dev.stack") / "maven" / "pom.xml"
         with resources.as_file(pom) as pom_path:
             result = subprocess.run(
                 [

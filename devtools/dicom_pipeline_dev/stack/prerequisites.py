@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from dicom_pipeline.stack.errors import StackError
+from dicom_pipeline_dev.stack.errors import StackError
 
 _apt_updated = False
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_pipeline.stack.errors import StackError
+from dicom_pipeline_dev.stack.errors import StackError
 
 
 @dataclass(frozen=True)

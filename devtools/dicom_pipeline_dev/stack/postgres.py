@@ -12,10 +12,10 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from dicom_pipeline.stack.errors import StackError
-from dicom_pipeline.stack.layout import DAGSTER_DB, DB_USER, METADATA_DB, StackLayout
-from dicom_pipeline.stack.prerequisites import ensure_debian_package, postgres_bin_dir
-from dicom_pipeline.stack.process import PidFile, ensure_port_free, stop_pid, wait_until
+from dicom_pipeline_dev.stack.errors import StackError
+from dicom_pipeline_dev.stack.layout import DAGSTER_DB, DB_USER, METADATA_DB, StackLayout
+from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package, postgres_bin_dir
+from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, stop_pid, wait_until
 
 
 def _cluster_dir(stack_root: Path) -> Path:

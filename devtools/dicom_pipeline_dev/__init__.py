@@ -1,0 +1,1 @@
+"""dicom-pipeline development tools: the local real-services stack and synthetic studies."""
