@@ -1,17 +1,22 @@
-"""Reconciliation job: ingest every Orthanc study missing from the database or changed since.
+"""Reconciliation: the backstop for everything the webhook and the change feed can lose.
 
-The backstop for everything the webhook and the change feed can lose. A periodic pass
-looks at what changed since the last one; a full scan runs on demand or when the change
-log cannot be trusted (ingestion/reconcile.py). What it finds it ingests in this one run,
-a few studies at a time.
+The periodic pass (`reconcile_sensor`) looks at what changed since the last one and gives
+each study it finds its own ingest_study run. A full scan (`reconcile` job: on demand, the
+first pass, or when the change log cannot be trusted; ingestion/reconcile.py) is bulk work
+like a backfill: it ingests what it finds within its own run, a few studies at a time.
 """
 
 import dagster as dg
 from pydantic import Field
 
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.batch import ingest_in_this_run
+from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.ingestion.reconcile import plan_reconciliation
+from dicom_pipeline.domain.identifiers import new_correlation_id
+from dicom_pipeline.ingestion.reconcile import FullScanNeeded, plan_reconciliation
+from dicom_pipeline.ingestion.requests import studies_covered_by_requests
 
 
 class ReconcileConfig(dg.Config):
@@ -45,11 +50,66 @@ def reconcile() -> None:
     reconcile_orthanc()
 
 
-def build_reconcile_schedule(*, running: bool) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name="reconcile_schedule",
-        job=reconcile,
-        cron_schedule="*/15 * * * *",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
-        description="Every 15 minutes: catch what the webhook and the change feed missed.",
+def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
+    """Every 15 minutes, what changed in Orthanc since the last pass and is not ingested:
+    one ingest_study run per study (each watched and re-run alone in the UI). A full scan
+    is a `reconcile` run of its own (bulk, like a backfill): on the first pass, after a
+    feed reset, or launched by hand with `full: true`."""
+
+    @dg.sensor(
+        name="reconcile_sensor",
+        jobs=[ingest_study, reconcile],
+        minimum_interval_seconds=900,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description="Every 15 minutes: one ingest_study run per study the webhook and the change feed missed.",
     )
+    def reconcile_sensor(
+        context: dg.SensorEvaluationContext, ingestion: IngestionResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        runtime = ingestion.runtime()
+        try:
+            look = plan_reconciliation(runtime, allow_full=False)
+        except FullScanNeeded as why:
+            active = [
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ]
+            if context.instance.get_run_records(dg.RunsFilter(job_name=reconcile.name, statuses=active), limit=1):
+                return dg.SkipReason(f"{why}: a full reconciliation run is already under way")
+            return dg.SensorResult(
+                run_requests=[
+                    dg.RunRequest(
+                        run_key=f"reconcile-full:{context.cursor or 'first'}",
+                        job_name=reconcile.name,
+                        run_config={"ops": {"reconcile_orthanc": {"config": {"full": True}}}},
+                        tags={"dicom/reconcile_reason": str(why)[:200]},
+                    )
+                ],
+                cursor=str(int(context.cursor or "0") + 1),
+            )
+        with transaction(runtime.engine) as session:
+            covered = studies_covered_by_requests(
+                session, {s.orthanc_id: look.last_updates.get(s.orthanc_id) for s in look.stale}
+            )
+        requests = []
+        for study in look.stale:
+            if study.orthanc_id in covered:
+                continue
+            correlation_id = new_correlation_id()
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"reconcile:{study.orthanc_id}:{look.last_updates.get(study.orthanc_id)}",
+                    job_name=ingest_study.name,
+                    run_config=tags.study_run_config(study.orthanc_id, correlation_id, "reconcile"),
+                    tags=tags.study_run_tags(study.orthanc_id, correlation_id, "reconcile"),
+                )
+            )
+        if not requests:
+            return dg.SkipReason(
+                f"{look.why}: {look.changes_read} change(s), {look.studies_checked} study(ies) checked, none to ingest"
+            )
+        return dg.SensorResult(run_requests=requests)
+
+    return reconcile_sensor

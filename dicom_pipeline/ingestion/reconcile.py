@@ -43,13 +43,19 @@ class ReconcilePass:
     changes_read: int = 0
     studies_checked: int = 0
     stale: list[StaleStudy] = field(default_factory=list)
+    last_updates: dict[str, str] = field(default_factory=dict)  # Orthanc id -> LastUpdate seen
 
 
-def plan_reconciliation(runtime: Runtime, *, full: bool = False) -> ReconcilePass:
+class FullScanNeeded(Exception):
+    """The change log cannot answer (no cursor yet, Orthanc reset, log truncated)."""
+
+
+def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: bool = True) -> ReconcilePass:
     """The studies to ingest; moves the cursor only for a pass that completed its look.
 
     The cursor is taken *before* a full scan, so changes made during the scan are looked at
-    again by the next pass (at least once, never lost).
+    again by the next pass (at least once, never lost). `allow_full=False` (a sensor tick,
+    which must stay short) raises FullScanNeeded instead of scanning everything.
     """
     with runtime.orthanc() as orthanc:
         stored = _stored_cursor(runtime)
@@ -60,11 +66,14 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False) -> ReconcilePas
                 changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
                 changed.studies_checked = len(states)
                 changed.stale = list(_stale(runtime, ((oid, lu) for oid, lu in states.items() if lu is not None)))
+                changed.last_updates = {oid: lu for oid, lu in states.items() if lu is not None}
                 _store_cursor(runtime, plan.next_seq)
                 return changed
             why = f"full scan: {plan.reconcile_reason}"
         else:
             why = "full scan: asked for" if full else "full scan: first pass"
+        if not allow_full:
+            raise FullScanNeeded(why)
         last = int(orthanc.last_change().get("Last", 0))
         scan = ReconcilePass("full", why)
         stale: list[StaleStudy] = []

@@ -163,3 +163,25 @@ def test_periodic_reconciliation_costs_what_changed_and_a_full_scan_only_on_dema
     full = plan_reconciliation(runtime, full=True)
     assert full.mode == "full" and full.studies_checked > 1
     assert seeded.orthanc_id in {s.orthanc_id for s in full.stale}
+
+
+def test_reconcile_sensor_gives_each_missed_study_its_own_run(stack_settings: Settings) -> None:
+    from dicom_pipeline.defs.reconcile import build_reconcile_sensor
+    from dicom_pipeline.defs.resources import resources_from_settings
+    from dicom_pipeline.ingestion.reconcile import plan_reconciliation
+
+    time.sleep(stack_settings.orthanc_stable_age + 1)
+    plan_reconciliation(get_runtime())  # the cursor: now
+    seeded, _ = seed_one(stack_settings, modality="DX", size=8)  # as if webhook and sensor both missed it
+    wait_for_stable(stack_settings, seeded.orthanc_id)
+
+    sensor = build_reconcile_sensor(running=True)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_sensor_context(instance=instance, resources=resources_from_settings(stack_settings)) as context,
+    ):
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    runs = [r for r in result.run_requests or [] if r.tags.get("dicom/orthanc_id") == seeded.orthanc_id]
+    assert len(runs) == 1 and runs[0].job_name == "ingest_study" and runs[0].tags["dicom/trigger"] == "reconcile"
+    assert runs[0].run_config["ops"]["ingest_orthanc_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id

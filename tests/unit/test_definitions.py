@@ -72,7 +72,7 @@ def test_definitions_are_built_from_the_settings_given() -> None:
         resources_from_env=False,
     )
     assert quiet.resolve_sensor_def("orthanc_change_feed").default_status == dg.DefaultSensorStatus.STOPPED
-    assert quiet.resolve_schedule_def("reconcile_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
+    assert quiet.resolve_sensor_def("reconcile_sensor").default_status == dg.DefaultSensorStatus.STOPPED
     partitions = quiet.resolve_job_def("backfill_by_study_date").partitions_def
     assert isinstance(partitions, dg.DailyPartitionsDefinition)
     assert partitions.get_first_partition_key() == "2020-01-01"
