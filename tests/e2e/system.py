@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from dicom_pipeline_dev.stack.layout import DB_USER, StackLayout
 from psycopg2 import sql
 
 from dicom_pipeline.settings import Settings
+from tests.helpers import clear_change_log
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -136,6 +137,19 @@ class System:
         )
         _wait_http(f"{self.webhook_url}/health", 60, "webhook")
 
+    def ensure(self, *, dagster: bool, webhook: bool) -> None:
+        """Bring the processes to the state a test needs, whatever the test before left."""
+        dagster_names = ("webserver", "daemon", "worker-w1")
+        if not dagster:
+            self.stop(*[n for n in dagster_names if n in self.processes])
+        elif any(n not in self.processes for n in dagster_names):
+            self.stop(*[n for n in dagster_names if n in self.processes])
+            self.start_dagster()
+        if webhook and "webhook" not in self.processes:
+            self.start_webhook()
+        elif not webhook and "webhook" in self.processes:
+            self.stop("webhook")
+
     def stop(self, *names: str) -> None:
         for name in names or list(self.processes):
             process = self.processes.pop(name, None)
@@ -241,3 +255,32 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.5
 
 def as_json(response: httpx.Response) -> dict[str, object]:
     return dict(json.loads(response.text))
+
+
+class SystemPool:
+    """One system at a time (they share ports and the e2e database), of the kind a test asks
+    for: a test gets the same system as the test before it if that one is of its kind, and a
+    fresh one otherwise, so tests pass alone and in any order."""
+
+    def __init__(self, settings: Settings, tmp: Path) -> None:
+        self.settings = settings
+        self.tmp = tmp
+        self.kind: str | None = None
+        self._stack = ExitStack()
+        self.system: System | None = None
+
+    def get(self, kind: str, *, sensor: bool) -> System:
+        if self.system is not None and self.kind == kind:
+            return self.system
+        self.close()
+        clear_change_log(self.settings)
+        folder = self.tmp / f"{kind}-system-{len(list(self.tmp.glob(f'{kind}-system-*')))}"
+        folder.mkdir(parents=True)
+        self.system = self._stack.enter_context(running_system(self.settings, folder, sensor=sensor))
+        self.kind = kind
+        return self.system
+
+    def close(self) -> None:
+        self._stack.close()
+        self._stack = ExitStack()
+        self.system, self.kind = None, None

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from dicom_pipeline.settings import Settings
-from tests.e2e.system import System, running_system, wait_for
-from tests.helpers import KafkaTap, clear_change_log, query, seed_one, wait_for_stable
+from tests.e2e.system import System, SystemPool, wait_for
+from tests.helpers import KafkaTap, query, seed_one, wait_for_stable
 
 pytestmark = pytest.mark.e2e
 
@@ -55,17 +55,28 @@ def _final_request_state(system: System, request_id: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def webhook_system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+def systems(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemPool]:
+    pool = SystemPool(stack_settings, Path(tmp_path_factory.mktemp("trigger-systems")))
+    yield pool
+    pool.close()
+
+
+@pytest.fixture()
+def webhook_system(systems: SystemPool) -> System:
     """Sensor stopped: the webhook is the only trigger."""
-    clear_change_log(stack_settings)
-    with running_system(stack_settings, Path(tmp_path_factory.mktemp("webhook-system")), sensor=False) as system:
-        yield system
+    return systems.get("webhook", sensor=False)
+
+
+@pytest.fixture()
+def full_system(systems: SystemPool) -> System:
+    """Sensor running and webhook up: both triggers at once."""
+    return systems.get("full", sensor=True)
 
 
 def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_up(
     stack_settings: Settings, webhook_system: System, events: KafkaTap
 ) -> None:
-    webhook_system.start_webhook()
+    webhook_system.ensure(dagster=False, webhook=True)
     seeded, spec = seed_one(stack_settings, modality="DX")
     response = httpx.post(
         f"{webhook_system.webhook_url}/api/v1/ingestion/studies",
@@ -80,7 +91,7 @@ def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_u
     ).json()
     assert state["status"] == "accepted" and state["run_id"] is None
 
-    webhook_system.start_dagster()
+    webhook_system.ensure(dagster=True, webhook=True)
 
     final = _final_request_state(webhook_system, request_id)
     assert final["status"] == "succeeded" and final["run_id"] and final["study_instance_uid"] == spec.study_uid
@@ -92,6 +103,7 @@ def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_u
 def test_webhook_path_alone_ingests_a_seeded_study(
     stack_settings: Settings, webhook_system: System, events: KafkaTap
 ) -> None:
+    webhook_system.ensure(dagster=True, webhook=True)
     seeded, spec = seed_one(stack_settings, series=2, instances=2)
     # Orthanc's OnStableStudy Lua script is the only caller here.
     wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "the webhook-triggered version")
@@ -108,6 +120,7 @@ def test_webhook_path_alone_ingests_a_seeded_study(
 def test_well_formed_unknown_study_id_ends_failed_with_a_dead_letter(
     stack_settings: Settings, webhook_system: System
 ) -> None:
+    webhook_system.ensure(dagster=True, webhook=True)
     unknown = "ffffffff-ffffffff-ffffffff-ffffffff-00000001"
     response = httpx.post(
         f"{webhook_system.webhook_url}/api/v1/ingestion/studies",
@@ -125,22 +138,10 @@ def test_well_formed_unknown_study_id_ends_failed_with_a_dead_letter(
     ]
 
 
-@pytest.fixture(scope="module")
-def full_system(
-    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory, webhook_system: System
-) -> Iterator[System]:
-    """Sensor running and webhook up: both triggers at once."""
-    webhook_system.stop()
-    clear_change_log(stack_settings)
-    with running_system(stack_settings, Path(tmp_path_factory.mktemp("full-system")), sensor=True) as system:
-        system.start_dagster()
-        system.start_webhook()
-        yield system
-
-
 def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
     stack_settings: Settings, full_system: System, events: KafkaTap
 ) -> None:
+    full_system.ensure(dagster=True, webhook=True)
     seeded, spec = seed_one(stack_settings, series=1, instances=3)
     url = f"{full_system.webhook_url}/api/v1/ingestion/studies"
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
@@ -170,7 +171,7 @@ def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
 def test_sensor_path_alone_ingests_a_seeded_study(
     stack_settings: Settings, full_system: System, events: KafkaTap
 ) -> None:
-    full_system.stop("webhook")  # Orthanc's Lua call now fails: only the change feed remains
+    full_system.ensure(dagster=True, webhook=False)  # Orthanc's Lua call fails: only the change feed remains
     _seeded, spec = seed_one(stack_settings, modality="CR")
     wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "the sensor-triggered version")
     assert _versions(spec.study_uid)[0][:2] == (1, "sensor")
@@ -181,7 +182,7 @@ def test_sensor_path_alone_ingests_a_seeded_study(
 def test_caller_correlation_id_travels_to_run_rows_event_and_logs_while_lua_and_sensor_also_fire(
     stack_settings: Settings, full_system: System, events: KafkaTap
 ) -> None:
-    full_system.start_webhook() if "webhook" not in full_system.processes else None
+    full_system.ensure(dagster=True, webhook=True)
     seeded, spec = seed_one(stack_settings, series=1, instances=2)
     correlation_id = f"caller-{uuid.uuid4().hex[:16]}"
     response = httpx.post(
