@@ -16,6 +16,10 @@ from dicom_pipeline.settings import get_settings
 @click.group()
 def main() -> None:
     """dicom-pipeline: Orthanc -> PostgreSQL, raw storage and Kafka, on Dagster."""
+    from dicom_pipeline.logs import configure_logging
+
+    # JSON lines on stderr with the correlation id, as from every process of the project.
+    configure_logging(get_settings().log_level)
 
 
 def _parse_date(value: str) -> dt.date:

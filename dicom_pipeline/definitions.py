@@ -17,10 +17,14 @@ from dicom_pipeline.defs.maintenance import build_purge_schedule, outbox_relay_s
 from dicom_pipeline.defs.reaper import build_dead_run_reaper
 from dicom_pipeline.defs.reconcile import build_reconcile_sensor, reconcile
 from dicom_pipeline.defs.resources import resources_from_settings
+from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.settings import Settings
 
 
 def build_definitions(settings: Settings, *, resources_from_env: bool = True) -> dg.Definitions:
+    # Sensors and runs log JSON lines with the correlation id, in whatever process loads
+    # the location (code server, daemon, worker); python_logs also puts them in the UI.
+    configure_logging(settings.log_level)
     return dg.Definitions(
         assets=LINEAGE_SPECS,
         jobs=[

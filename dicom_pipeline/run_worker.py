@@ -9,16 +9,19 @@ pool process warm from its first run.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
 import dagster._cli.api  # noqa: F401 - warm import: what every run executes
 from celery import Celery
+from celery.signals import after_setup_logger
 from dagster_celery.config import DEFAULT_CONFIG
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 import dicom_pipeline.definitions  # noqa: F401 - warm import: the code location every run loads
+from dicom_pipeline.logs import JsonFormatter, configure_logging
 from dicom_pipeline.settings import Settings
 
 LIVE_QUEUE = "dagster"
@@ -39,7 +42,7 @@ def build_app(settings: Settings) -> Celery:
                 "worker_prefetch_multiplier": 1,
                 "broker_connection_retry_on_startup": True,
                 "result_expires": 86400,
-                # The worker's own lines stay plain; the runs log JSON through dicom_pipeline.logs.
+                # The project's loggers are set up by dicom_pipeline.logs (JSON, correlation id).
                 "worker_hijack_root_logger": False,
             },
             "task_default_queue": LIVE_QUEUE,
@@ -62,4 +65,13 @@ def require_dagster_home() -> str:
     return home
 
 
-app = build_app(Settings())
+@after_setup_logger.connect
+def _json_worker_logs(logger: logging.Logger, *args: object, **kwargs: object) -> None:
+    """Celery's own lines (task received, succeeded, worker lost) as JSON, like every process."""
+    for handler in logger.handlers:
+        handler.setFormatter(JsonFormatter())
+
+
+_settings = Settings()
+configure_logging(_settings.log_level)
+app = build_app(_settings)
