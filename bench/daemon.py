@@ -99,3 +99,25 @@ def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> 
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def idle_relay_runs(settings: Settings, minutes: float) -> list[tuple[str, str]]:
+    """The whole system idle (sensors and daemon running, nothing arriving): how many relay
+    runs does it create? The relay sensor launches one only when an event has waited."""
+    import psycopg2
+
+    clear_change_log(settings)
+    with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
+        system.start_dagster()
+        time.sleep(minutes * 60)
+        url = system.env["DICOM_PIPELINE_DAGSTER_DATABASE_URL"].replace("postgresql+psycopg2://", "postgresql://")
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pipeline_name, count(*) FROM runs GROUP BY pipeline_name")
+            runs = dict(cur.fetchall())
+    relay = runs.get("outbox_relay", 0)
+    return [
+        (
+            f"idle system for {minutes:.0f} min (daemon, sensors, worker): outbox_relay runs",
+            f"{relay} (other runs: {sum(runs.values()) - relay}); the every-minute schedule made {minutes:.0f}",
+        )
+    ]

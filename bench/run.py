@@ -7,11 +7,11 @@ import time
 
 from bench.archive import backfill_rate, reconcile_cost, sensor_tick
 from bench.common import record
-from bench.daemon import latency, sustained
+from bench.daemon import idle_relay_runs, latency, sustained
 from bench.throughput import memory, throughput
 from dicom_pipeline.settings import get_settings
 
-SECTIONS = ("throughput", "memory", "backfill", "sensor", "reconcile", "latency", "sustained")
+SECTIONS = ("throughput", "memory", "backfill", "sensor", "reconcile", "idle", "latency", "sustained")
 
 
 def show(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated sections: throughput,memory,backfill,sensor,reconcile,latency,sustained (default: all)",
+        help=f"comma-separated sections: {','.join(SECTIONS)} (default: all)",
     )
     args = parser.parse_args()
     chosen = set(filter(None, args.only.split(","))) or set(SECTIONS)
@@ -48,6 +48,8 @@ def main() -> None:
         rows += show(sensor_tick(settings, 2000 if quick else 10_000, seed + 7))
     if "reconcile" in chosen:
         rows += show(reconcile_cost(settings, [2000, 5000] if quick else [10_000, 50_000], seed + 11))
+    if "idle" in chosen:
+        rows += show(idle_relay_runs(settings, 10 if quick else 60))
     if "latency" in chosen:
         rows += show(latency(settings, 5 if quick else 20, seed + 100, webhook=True))
         rows += show(latency(settings, 5 if quick else 20, seed + 200, webhook=False))

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dicom_pipeline.domain.events import StudyEventContext
+    from dicom_pipeline.domain.study_event import StudyVersionFacts
+
 import datetime as dt
 
 import pytest
@@ -139,3 +145,72 @@ def test_times_are_typed_when_valid(raw: str, expected: dt.time | None) -> None:
 def test_storage_keys_cannot_escape_the_store(key: str) -> None:
     with pytest.raises(InvalidIdentifier):
         validate_key(key)
+
+
+def _facts(version: int, **overrides: object) -> StudyVersionFacts:
+    import datetime as dt
+
+    from dicom_pipeline.domain.study_event import StudyVersionFacts
+
+    values: dict[str, object] = {
+        "study_instance_uid": "1.2.826.0.1.3680043.8.498.7",
+        "orthanc_id": "6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c",
+        "version": version,
+        "event_id": "0b0e1b5c-6c4f-5d4e-9a52-3f1e2d3c4b5a",
+        "content_hash": "a" * 64,
+        "previous_content_hash": None if version == 1 else "b" * 64,
+        "patient_id": "PAT-1",
+        "patient_name": "Doe^Jane",
+        "patient_birth_date": dt.date(1970, 1, 1),
+        "patient_birth_date_raw": "19700101",
+        "patient_sex": "F",
+        "accession_number": "ACC-1",
+        "study_date": None,
+        "study_date_raw": "2024.13.45",
+        "study_time": dt.time(12, 30),
+        "study_time_raw": "1230",
+        "study_description": "CT chest",
+        "modalities": ("CT",),
+        "number_of_series": 1,
+        "number_of_instances": 2,
+        "added": ("1.2.3.1", "1.2.3.2") if version == 1 else ("1.2.3.3",),
+        "removed": () if version == 1 else ("1.2.3.1",),
+        "changed": (),
+    }
+    values.update(overrides)
+    return StudyVersionFacts(**values)  # type: ignore[arg-type]
+
+
+def _context(profile: str) -> StudyEventContext:
+    from dicom_pipeline.domain.events import StudyEventContext
+
+    return StudyEventContext(
+        run_id="run-1",
+        correlation_id="corr-1",
+        trigger="test",
+        topic="dicom.metadata.v1",
+        phi_profile=profile,  # type: ignore[arg-type]
+        phi_hash_key=b"key",
+        storage_backend="file",
+        storage_location="file:///store",
+    )
+
+
+def test_study_event_is_built_in_the_domain_and_valid_for_both_profiles() -> None:
+    from dicom_pipeline.domain.study_event import SeriesFacts, study_version_event
+
+    series = [SeriesFacts("1.2.3", "CT", 1, "axial", "CHEST", 2)]
+    created = study_version_event(_facts(1), series, _context("full"))
+    assert created.payload["event_type"] == "study.created" and created.key == "1.2.826.0.1.3680043.8.498.7"
+    assert created.payload["study"]["patient"]["patient_name"] == "Doe^Jane"
+    # An invalid date keeps its raw text; a valid time is typed.
+    assert created.payload["study"]["study_date"] == "2024.13.45"
+    assert created.payload["study"]["study_time"] == "12:30:00"
+    assert created.headers == {"correlation_id": "corr-1", "event_type": "study.created", "schema_version": "1.0"}
+
+    updated = study_version_event(_facts(2), series, _context("minimal"))
+    assert updated.payload["event_type"] == "study.updated"
+    assert updated.payload["changes"] == {"added": ["1.2.3.3"], "removed": ["1.2.3.1"], "changed": []}
+    patient = updated.payload["study"]["patient"]
+    assert "patient_name" not in patient and "patient_birth_date" not in patient
+    assert str(patient["patient_id"]).startswith("hmac-sha256:")
