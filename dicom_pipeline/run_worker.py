@@ -44,6 +44,8 @@ def build_app(settings: Settings) -> Celery:
                 "result_expires": 86400,
                 # The project's loggers are set up by dicom_pipeline.logs (JSON, correlation id).
                 "worker_hijack_root_logger": False,
+                # Dagster's console lines of a run arrive as the task's stdout: they are INFO.
+                "worker_redirect_stdouts_level": "INFO",
             },
             "task_default_queue": LIVE_QUEUE,
         }

@@ -26,14 +26,17 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$BIN/dagster-webserver" -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
+# Each in a session of its own: Ctrl-C reaches only this script, which then stops them with
+# SIGTERM in order (otherwise the daemon's code server dies first and its last sensor ticks
+# print tracebacks while everything shuts down).
+setsid "$BIN/dagster-webserver" -w workspace.yaml -h 127.0.0.1 -p "$DAGSTER_PORT" &
 pids+=($!)
-"$BIN/dagster-daemon" run -w workspace.yaml &
+setsid "$BIN/dagster-daemon" run -w workspace.yaml &
 pids+=($!)
 # One Celery run worker (two processes); more hosts: `dicom-pipeline worker` there (README).
-"$BIN/dicom-pipeline" worker --concurrency 2 &
+setsid "$BIN/dicom-pipeline" worker --concurrency 2 &
 pids+=($!)
-"$BIN/uvicorn" --factory webhook.main:app --host 127.0.0.1 --port "$WEBHOOK_PORT" --no-access-log &
+setsid "$BIN/uvicorn" --factory webhook.main:app --host 127.0.0.1 --port "$WEBHOOK_PORT" --no-access-log &
 pids+=($!)
 
 sleep 3
@@ -43,6 +46,6 @@ cat <<MSG
   Webhook API     http://127.0.0.1:${WEBHOOK_PORT}/docs
   Orthanc         ${DICOM_PIPELINE_ORTHANC_URL}  (user ${DICOM_PIPELINE_ORTHANC_USERNAME:-dicom-pipeline}; password in .stack/stack.env)
 
-  Ctrl-C stops Dagster and the webhook; 'make stack-down' stops the services.
+  Ctrl-C stops Dagster, the worker and the webhook; 'make stack-down' stops the services.
 MSG
 wait
