@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -102,36 +103,10 @@ class IngestionResource(dg.ConfigurableResource):
         return _runtime_of(self._values())
 
     def _values(self) -> tuple[tuple[str, Any], ...]:
-        return (
-            ("orthanc_url", self.orthanc.url),
-            ("orthanc_username", self.orthanc.username),
-            ("orthanc_password", SecretStr(self.orthanc.password)),
-            ("orthanc_timeout_seconds", self.orthanc.timeout_seconds),
-            ("database_url", SecretStr(self.database.url)),
-            ("storage_url", self.raw_store.url),
-            ("staging_dir", Path(self.raw_store.staging_dir)),
-            ("s3_endpoint_url", self.raw_store.s3_endpoint_url),
-            ("s3_region", self.raw_store.s3_region),
-            ("kafka_bootstrap_servers", self.events.bootstrap_servers),
-            ("kafka_topic", self.events.topic),
-            ("kafka_dlq_topic", self.events.dlq_topic),
-            ("kafka_delivery_timeout_seconds", self.events.delivery_timeout_seconds),
-            ("kafka_security_protocol", self.events.security_protocol),
-            ("kafka_sasl_mechanism", self.events.sasl_mechanism),
-            ("kafka_sasl_username", self.events.sasl_username),
-            ("kafka_sasl_password", _secret(self.events.sasl_password)),
-            ("kafka_ssl_ca_location", self.events.ssl_ca_location),
-            ("kafka_ssl_certificate_location", self.events.ssl_certificate_location),
-            ("kafka_ssl_key_location", self.events.ssl_key_location),
-            ("kafka_ssl_key_password", _secret(self.events.ssl_key_password)),
-            ("kafka_ssl_check_hostname", self.events.ssl_check_hostname),
-            ("event_phi_profile", self.pipeline.event_phi_profile),
-            ("phi_hash_key", SecretStr(self.pipeline.phi_hash_key)),
-            ("download_concurrency", self.pipeline.download_concurrency),
-            ("backfill_concurrency", self.pipeline.backfill_concurrency),
-            ("run_heartbeat_seconds", self.pipeline.run_heartbeat_seconds),
-            ("run_dead_after_seconds", self.pipeline.run_dead_after_seconds),
-            ("log_level", self.pipeline.log_level),
+        return tuple(
+            (setting, _as_setting(setting, getattr(getattr(self, part), field)))
+            for part, (_, fields) in _PARTS.items()
+            for field, setting in fields.items()
         )
 
     @contextmanager
@@ -157,8 +132,71 @@ class IngestionResource(dg.ConfigurableResource):
                 shutil.rmtree(runtime.run_staging(run.run_id), ignore_errors=True)
 
 
-def _secret(value: str | None) -> SecretStr | None:
-    return SecretStr(value) if value else None
+# Which setting each field of each part holds: the one map that both directions use
+# (settings -> resources for the code location, resources -> settings inside a run).
+_PARTS: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
+    "orthanc": (
+        OrthancResource,
+        {
+            "url": "orthanc_url",
+            "username": "orthanc_username",
+            "password": "orthanc_password",
+            "timeout_seconds": "orthanc_timeout_seconds",
+        },
+    ),
+    "database": (MetadataDatabaseResource, {"url": "database_url"}),
+    "raw_store": (
+        RawStoreResource,
+        {
+            "url": "storage_url",
+            "staging_dir": "staging_dir",
+            "s3_endpoint_url": "s3_endpoint_url",
+            "s3_region": "s3_region",
+        },
+    ),
+    "events": (
+        EventPublisherResource,
+        {
+            "bootstrap_servers": "kafka_bootstrap_servers",
+            "topic": "kafka_topic",
+            "dlq_topic": "kafka_dlq_topic",
+            "delivery_timeout_seconds": "kafka_delivery_timeout_seconds",
+            "security_protocol": "kafka_security_protocol",
+            "sasl_mechanism": "kafka_sasl_mechanism",
+            "sasl_username": "kafka_sasl_username",
+            "sasl_password": "kafka_sasl_password",
+            "ssl_ca_location": "kafka_ssl_ca_location",
+            "ssl_certificate_location": "kafka_ssl_certificate_location",
+            "ssl_key_location": "kafka_ssl_key_location",
+            "ssl_key_password": "kafka_ssl_key_password",
+            "ssl_check_hostname": "kafka_ssl_check_hostname",
+        },
+    ),
+    "pipeline": (
+        PipelineSettingsResource,
+        {
+            "event_phi_profile": "event_phi_profile",
+            "phi_hash_key": "phi_hash_key",
+            "download_concurrency": "download_concurrency",
+            "backfill_concurrency": "backfill_concurrency",
+            "run_heartbeat_seconds": "run_heartbeat_seconds",
+            "run_dead_after_seconds": "run_dead_after_seconds",
+            "log_level": "log_level",
+        },
+    ),
+}
+
+
+def _as_setting(setting: str, value: Any) -> Any:
+    """A resource field's value in the type of its setting (secrets, paths)."""
+    annotation = Settings.model_fields[setting].annotation
+    kinds = typing.get_args(annotation) or (annotation,)
+    if SecretStr in kinds:
+        # An optional secret left empty is no secret at all, as in the settings.
+        return SecretStr(value) if value or type(None) not in kinds else None
+    if Path in kinds:
+        return Path(value)
+    return value
 
 
 @lru_cache(maxsize=16)
@@ -183,47 +221,16 @@ def resources_from_settings(settings: Settings, *, from_env: bool = False) -> di
             return dg.EnvVar(variable)
         if isinstance(current, SecretStr):
             return current.get_secret_value()
-        return str(current) if isinstance(current, Path) else current
+        # Resolved here: the run may execute in another working directory (a worker).
+        return str(current.resolve()) if isinstance(current, Path) else current
 
-    s = settings
     ingestion = IngestionResource(
-        orthanc=OrthancResource(
-            url=value("orthanc_url", s.orthanc_url),
-            username=value("orthanc_username", s.orthanc_username),
-            password=value("orthanc_password", s.orthanc_password),
-            timeout_seconds=value("orthanc_timeout_seconds", s.orthanc_timeout_seconds),
-        ),
-        database=MetadataDatabaseResource(url=value("database_url", s.database_url)),
-        raw_store=RawStoreResource(
-            url=value("storage_url", s.storage_url),
-            staging_dir=value("staging_dir", s.staging_dir.resolve()),
-            s3_endpoint_url=value("s3_endpoint_url", s.s3_endpoint_url),
-            s3_region=value("s3_region", s.s3_region),
-        ),
-        events=EventPublisherResource(
-            bootstrap_servers=value("kafka_bootstrap_servers", s.kafka_bootstrap_servers),
-            topic=value("kafka_topic", s.kafka_topic),
-            dlq_topic=value("kafka_dlq_topic", s.kafka_dlq_topic),
-            delivery_timeout_seconds=value("kafka_delivery_timeout_seconds", s.kafka_delivery_timeout_seconds),
-            security_protocol=value("kafka_security_protocol", s.kafka_security_protocol),
-            sasl_mechanism=value("kafka_sasl_mechanism", s.kafka_sasl_mechanism),
-            sasl_username=value("kafka_sasl_username", s.kafka_sasl_username),
-            sasl_password=value("kafka_sasl_password", s.kafka_sasl_password),
-            ssl_ca_location=value("kafka_ssl_ca_location", s.kafka_ssl_ca_location),
-            ssl_certificate_location=value("kafka_ssl_certificate_location", s.kafka_ssl_certificate_location),
-            ssl_key_location=value("kafka_ssl_key_location", s.kafka_ssl_key_location),
-            ssl_key_password=value("kafka_ssl_key_password", s.kafka_ssl_key_password),
-            ssl_check_hostname=value("kafka_ssl_check_hostname", s.kafka_ssl_check_hostname),
-        ),
-        pipeline=PipelineSettingsResource(
-            event_phi_profile=value("event_phi_profile", s.event_phi_profile),
-            phi_hash_key=value("phi_hash_key", s.phi_hash_key),
-            download_concurrency=value("download_concurrency", s.download_concurrency),
-            backfill_concurrency=value("backfill_concurrency", s.backfill_concurrency),
-            run_heartbeat_seconds=value("run_heartbeat_seconds", s.run_heartbeat_seconds),
-            run_dead_after_seconds=value("run_dead_after_seconds", s.run_dead_after_seconds),
-            log_level=value("log_level", s.log_level),
-        ),
+        **{
+            part: resource_class(
+                **{field: value(setting, getattr(settings, setting)) for field, setting in fields.items()}
+            )
+            for part, (resource_class, fields) in _PARTS.items()
+        }
     )
     # Op outputs (which hold patient names from the headers) stay in memory: nothing with
     # PHI is pickled into Dagster's storage. Re-execute a study run as a whole.
