@@ -84,7 +84,7 @@ class RunLauncher:
             client = self.client()
             for request in requests:
                 with bound_correlation_id(request.correlation_id):
-                    decision = decide_launch(session, request, _last_update(orthanc, request.orthanc_id))
+                    decision = decide_launch(session, request, _launch_state(orthanc, request.orthanc_id))
                     if decision.action == "duplicate" and decision.original is not None:
                         mark_duplicate(request, decision.original)
                         log.info(
@@ -127,9 +127,9 @@ class RunLauncher:
         return launched
 
 
-def _last_update(orthanc: OrthancClient, orthanc_id: str) -> str | None:
+def _launch_state(orthanc: OrthancClient, orthanc_id: str) -> str | None:
+    """None when Orthanc cannot say (down as well): launch anyway, the run reports why."""
     try:
-        value = orthanc.study(orthanc_id).get("LastUpdate")
+        return orthanc.last_update(orthanc_id)
     except PipelineError:
         return None
-    return value if isinstance(value, str) else None

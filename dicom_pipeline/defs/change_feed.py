@@ -8,10 +8,9 @@ from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.reconcile import reconcile
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import new_correlation_id
-from dicom_pipeline.errors import OrthancError, OrthancUnavailable
+from dicom_pipeline.errors import OrthancUnavailable
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
 from dicom_pipeline.ingestion.requests import studies_covered_by_requests
-from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
 
 PAGE_SIZE = 1000
@@ -49,7 +48,7 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
     try:
         with runtime.orthanc() as orthanc:
             plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK, MAX_RUNS_PER_TICK)
-            states = {orthanc_id: _last_update(orthanc, orthanc_id) for orthanc_id in plan.stable_studies}
+            states = {orthanc_id: orthanc.last_update(orthanc_id) for orthanc_id in plan.stable_studies}
     except OrthancUnavailable as exc:
         raise ChangeFeedUnavailable(f"Orthanc is unavailable ({exc}); the cursor stays at {cursor.seq}") from exc
     # Orthanc's Lua call usually reached the webhook first: that request's run covers the
@@ -94,12 +93,3 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
             cursor=next_cursor,
         )
     return dg.SensorResult(run_requests=run_requests, cursor=next_cursor)
-
-
-def _last_update(orthanc: OrthancClient, orthanc_id: str) -> str | None:
-    """None for a study Orthanc no longer has (deleted since): its run will say so."""
-    try:
-        value = orthanc.study(orthanc_id).get("LastUpdate")
-    except OrthancError:
-        return None
-    return value if isinstance(value, str) else None

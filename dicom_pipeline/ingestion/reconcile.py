@@ -21,7 +21,6 @@ from sqlalchemy.dialects.postgresql import insert
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor
-from dicom_pipeline.errors import OrthancError
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
 from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
@@ -62,7 +61,8 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
         if not full and stored is not None:
             plan = read_feed(orthanc, FeedCursor(stored), PAGE_SIZE, max_pages=1_000_000)
             if plan.reconcile_reason is None:
-                states = {oid: _last_update(orthanc, oid) for oid in plan.stable_studies}
+                # A study receiving instances again will be announced (and looked at) again.
+                states = {oid: orthanc.last_update(oid, stable_only=True) for oid in plan.stable_studies}
                 changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
                 changed.studies_checked = len(states)
                 changed.stale = list(_stale(runtime, ((oid, lu) for oid, lu in states.items() if lu is not None)))
@@ -126,17 +126,6 @@ def _stale(runtime: Runtime, studies: Iterable[tuple[str, object]]) -> Iterator[
         elif row.last_update != last_update or not row.stable_when_seen:
             # Read while unstable: instances may have arrived within LastUpdate's second.
             yield StaleStudy(orthanc_id, "changed")
-
-
-def _last_update(orthanc: OrthancClient, orthanc_id: str) -> str | None:
-    try:
-        study = orthanc.study(orthanc_id)
-    except OrthancError:
-        return None  # deleted since it became stable
-    if not study.get("IsStable", True):
-        return None  # receiving instances again: it will become stable (and announced) again
-    value = study.get("LastUpdate")
-    return value if isinstance(value, str) else None
 
 
 def _stored_cursor(runtime: Runtime) -> int | None:

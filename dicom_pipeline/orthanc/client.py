@@ -86,6 +86,19 @@ class OrthancClient:
         result: dict[str, Any] = self._get_json(f"/studies/{orthanc_id}")
         return result
 
+    def last_update(self, orthanc_id: str, *, stable_only: bool = False) -> str | None:
+        """The study's LastUpdate (the state announcements are deduplicated on); None when
+        Orthanc has no such study (deleted since), or, with `stable_only`, while it is still
+        receiving instances. Orthanc being unreachable is raised, not hidden."""
+        try:
+            study = self.study(orthanc_id)
+        except OrthancError:
+            return None
+        if stable_only and not study.get("IsStable", True):
+            return None
+        value = study.get("LastUpdate")
+        return value if isinstance(value, str) else None
+
     def study_instances(self, orthanc_id: str) -> list[OrthancInstance]:
         validate_orthanc_id(orthanc_id)
         items = self._get_json(f"/studies/{orthanc_id}/instances")
