@@ -3,11 +3,9 @@
 import dagster as dg
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.defs import tags
-from dicom_pipeline.defs.jobs import ingest_study
-from dicom_pipeline.defs.reconcile import reconcile
+from dicom_pipeline.defs.jobs import ingest_study, study_run_request
+from dicom_pipeline.defs.reconcile import full_reconcile_request, reconcile
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.errors import OrthancUnavailable
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
 from dicom_pipeline.ingestion.requests import studies_covered_by_requests
@@ -62,27 +60,12 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
     for orthanc_id, seq in sorted(plan.stable_studies.items(), key=lambda item: item[1]):
         if orthanc_id in covered:
             continue
-        correlation_id = new_correlation_id()
-        run_requests.append(
-            dg.RunRequest(
-                # The sequence is part of the key: a later StableStudy of the same study (new
-                # instances) is a new run; versioning makes a repeat harmless.
-                run_key=f"{orthanc_id}:{seq}",
-                job_name=ingest_study.name,
-                run_config=tags.study_run_config(orthanc_id, correlation_id, "sensor"),
-                tags=tags.study_run_tags(orthanc_id, correlation_id, "sensor"),
-            )
-        )
+        # The sequence is part of the key: a later StableStudy of the same study (new
+        # instances) is a new run; versioning makes a repeat harmless.
+        run_requests.append(study_run_request(orthanc_id, trigger="sensor", run_key=f"{orthanc_id}:{seq}"))
     if plan.reconcile_reason is not None:
         context.log.warning(f"change feed cannot be trusted ({plan.reconcile_reason}); running reconciliation")
-        run_requests.append(
-            dg.RunRequest(
-                run_key=f"reconcile:{cursor.seq}:{plan.next_seq}",
-                job_name=reconcile.name,
-                run_config={"ops": {"reconcile_orthanc": {"config": {"full": True}}}},
-                tags={"dicom/reconcile_reason": plan.reconcile_reason[:200]},
-            )
-        )
+        run_requests.append(full_reconcile_request(f"reconcile:{cursor.seq}:{plan.next_seq}", plan.reconcile_reason))
     next_cursor = FeedCursor(seq=plan.next_seq).dump()
     if not run_requests:
         return dg.SensorResult(

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.ops import ingest_orthanc_study
 from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.kafka.outbox import publish_pending_events
 
 
@@ -16,6 +18,30 @@ from dicom_pipeline.kafka.outbox import publish_pending_events
 )
 def ingest_study() -> None:
     ingest_orthanc_study()
+
+
+def study_run_request(orthanc_id: str, *, trigger: str, run_key: str) -> dg.RunRequest:
+    """A sensor's request for one study's run, with a correlation id of its own."""
+    correlation_id = new_correlation_id()
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=ingest_study.name,
+        run_config=tags.study_run_config(orthanc_id, correlation_id, trigger),
+        tags=tags.study_run_tags(orthanc_id, correlation_id, trigger),
+    )
+
+
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def run_in_progress(instance: dg.DagsterInstance, job_name: str) -> bool:
+    """Whether a run of the job is queued or under way (sensors launch one at a time)."""
+    return bool(instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=ACTIVE_RUN_STATUSES), limit=1))
 
 
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=5.0))

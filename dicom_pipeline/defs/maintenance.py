@@ -6,18 +6,12 @@ import dagster as dg
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.outbox_state import pending_events
-from dicom_pipeline.defs.jobs import outbox_relay
+from dicom_pipeline.defs.jobs import outbox_relay, run_in_progress
 from dicom_pipeline.defs.resources import IngestionResource
 
 # A study run publishes its own events right after committing them; only rows older than
 # this are the relay's (Kafka was down, a worker died between commit and publish).
 RELAY_AFTER_SECONDS = 20.0
-ACTIVE = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 @dg.sensor(
@@ -35,7 +29,7 @@ def outbox_relay_sensor(
         return dg.SkipReason("the outbox is empty")
     if pending.oldest_age_seconds < RELAY_AFTER_SECONDS:
         return dg.SkipReason(f"{pending.count} event(s) pending, all recent: their study runs are publishing them")
-    if context.instance.get_run_records(dg.RunsFilter(job_name=outbox_relay.name, statuses=ACTIVE), limit=1):
+    if run_in_progress(context.instance, outbox_relay.name):
         return dg.SkipReason(f"{pending.count} event(s) pending; a relay run is already under way")
     return dg.RunRequest(tags={"dicom/pending_events": str(pending.count)})
 

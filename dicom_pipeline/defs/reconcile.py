@@ -10,11 +10,9 @@ import dagster as dg
 from pydantic import Field
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.batch import ingest_in_this_run
-from dicom_pipeline.defs.jobs import ingest_study
+from dicom_pipeline.defs.jobs import ingest_study, run_in_progress, study_run_request
 from dicom_pipeline.defs.resources import IngestionResource
-from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.ingestion.reconcile import FullScanNeeded, plan_reconciliation
 from dicom_pipeline.ingestion.requests import studies_covered_by_requests
 
@@ -50,6 +48,16 @@ def reconcile() -> None:
     reconcile_orthanc()
 
 
+def full_reconcile_request(run_key: str, reason: str) -> dg.RunRequest:
+    """A full scan, when the change log cannot say what changed."""
+    return dg.RunRequest(
+        run_key=run_key,
+        job_name=reconcile.name,
+        run_config={"ops": {"reconcile_orthanc": {"config": {"full": True}}}},
+        tags={"dicom/reconcile_reason": reason[:200]},
+    )
+
+
 def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
     """Every 15 minutes, what changed in Orthanc since the last pass and is not ingested:
     one ingest_study run per study (each watched and re-run alone in the UI). A full scan
@@ -70,23 +78,10 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
         try:
             look = plan_reconciliation(runtime, allow_full=False)
         except FullScanNeeded as why:
-            active = [
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ]
-            if context.instance.get_run_records(dg.RunsFilter(job_name=reconcile.name, statuses=active), limit=1):
+            if run_in_progress(context.instance, reconcile.name):
                 return dg.SkipReason(f"{why}: a full reconciliation run is already under way")
             return dg.SensorResult(
-                run_requests=[
-                    dg.RunRequest(
-                        run_key=f"reconcile-full:{context.cursor or 'first'}",
-                        job_name=reconcile.name,
-                        run_config={"ops": {"reconcile_orthanc": {"config": {"full": True}}}},
-                        tags={"dicom/reconcile_reason": str(why)[:200]},
-                    )
-                ],
+                run_requests=[full_reconcile_request(f"reconcile-full:{context.cursor or 'first'}", str(why))],
                 cursor=str(int(context.cursor or "0") + 1),
             )
         with transaction(runtime.engine) as session:
@@ -97,15 +92,8 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
         for study in look.stale:
             if study.orthanc_id in covered:
                 continue
-            correlation_id = new_correlation_id()
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"reconcile:{study.orthanc_id}:{look.last_updates.get(study.orthanc_id)}",
-                    job_name=ingest_study.name,
-                    run_config=tags.study_run_config(study.orthanc_id, correlation_id, "reconcile"),
-                    tags=tags.study_run_tags(study.orthanc_id, correlation_id, "reconcile"),
-                )
-            )
+            run_key = f"reconcile:{study.orthanc_id}:{look.last_updates.get(study.orthanc_id)}"
+            requests.append(study_run_request(study.orthanc_id, trigger="reconcile", run_key=run_key))
         if not requests:
             return dg.SkipReason(
                 f"{look.why}: {look.changes_read} change(s), {look.studies_checked} study(ies) checked, none to ingest"
