@@ -63,10 +63,11 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
             if plan.reconcile_reason is None:
                 # A study receiving instances again will be announced (and looked at) again.
                 states = {oid: orthanc.last_update(oid, stable_only=True) for oid in plan.stable_studies}
+                stable = {oid: last_update for oid, last_update in states.items() if last_update is not None}
                 changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
                 changed.studies_checked = len(states)
-                changed.stale = list(_stale(runtime, ((oid, lu) for oid, lu in states.items() if lu is not None)))
-                changed.last_updates = {oid: lu for oid, lu in states.items() if lu is not None}
+                changed.stale = list(_stale(runtime, stable.items()))
+                changed.last_updates = stable
                 _store_cursor(runtime, plan.next_seq)
                 return changed
             why = f"full scan: {plan.reconcile_reason}"
@@ -76,21 +77,26 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
             raise FullScanNeeded(why)
         last = int(orthanc.last_change().get("Last", 0))
         scan = ReconcilePass("full", why)
-        stale: list[StaleStudy] = []
-        for page in _study_pages(orthanc):
-            scan.studies_checked += len(page)
-            # Unstable studies are still receiving instances; they will announce themselves.
-            stale += _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
-        scan.stale = stale
+        scan.studies_checked, scan.stale = _full_scan(runtime, orthanc)
         _store_cursor(runtime, last)
         return scan
 
 
-def find_stale_studies(runtime: Runtime) -> Iterator[StaleStudy]:
-    """Every stale study, by a full scan (what `reconcile --full` and the tests look at)."""
+def find_stale_studies(runtime: Runtime) -> list[StaleStudy]:
+    """Every stale study, by a full scan that moves no cursor (`reconcile --dry-run`, tests)."""
     with runtime.orthanc() as orthanc:
-        for page in _study_pages(orthanc):
-            yield from _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
+        return _full_scan(runtime, orthanc)[1]
+
+
+def _full_scan(runtime: Runtime, orthanc: OrthancClient) -> tuple[int, list[StaleStudy]]:
+    """(studies checked, stale studies) over every study in Orthanc, a page at a time."""
+    checked = 0
+    stale: list[StaleStudy] = []
+    for page in _study_pages(orthanc):
+        checked += len(page)
+        # Unstable studies are still receiving instances; they will announce themselves.
+        stale += _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
+    return checked, stale
 
 
 def _study_pages(orthanc: OrthancClient) -> Iterator[list[dict[str, Any]]]:
