@@ -260,8 +260,4 @@ class KafkaService:
                     raise StackError(f"could not create Kafka topic {topic}: {exc}") from exc
 
     def stop(self) -> bool:
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        stop_pid(pid, timeout=30)
-        return True
+        return self.pid_file.stop(timeout=30)

@@ -9,7 +9,7 @@ import httpx
 from dicom_pipeline_dev.stack.errors import StackError
 from dicom_pipeline_dev.stack.layout import StackLayout
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package, orthanc_binary
-from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, start_detached, stop_pid, wait_until
+from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, start_detached, wait_until
 
 LUA_WEBHOOK = """-- Written by `dicom-pipeline stack up`. Orthanc calls this when a study has had no new
 -- instance for StableAge seconds. HttpPost is fire-and-forget: the sensor and the
@@ -87,8 +87,4 @@ class OrthancService:
         return response.status_code == 200
 
     def stop(self) -> bool:
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        stop_pid(pid)
-        return True
+        return self.pid_file.stop()

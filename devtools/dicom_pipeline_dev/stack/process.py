@@ -41,6 +41,14 @@ class PidFile:
             return None
         return pid if self.cmdline_marker in cmdline else None
 
+    def stop(self, timeout: float = 20.0) -> bool:
+        """Stop the recorded process if it is still ours and running; False when it was not."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        stop_pid(pid, timeout=timeout)
+        return True
+
 
 def is_alive(pid: int) -> bool:
     try:

@@ -8,7 +8,7 @@ import subprocess
 from dicom_pipeline_dev.stack.errors import StackError
 from dicom_pipeline_dev.stack.layout import StackLayout
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package
-from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, start_detached, stop_pid, wait_until
+from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, start_detached, wait_until
 
 
 class RedisService:
@@ -72,8 +72,4 @@ class RedisService:
         return result.stdout.strip() == "PONG"
 
     def stop(self) -> bool:
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        stop_pid(pid)
-        return True
+        return self.pid_file.stop()
