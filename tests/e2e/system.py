@@ -196,7 +196,7 @@ def _wait_log(path: Path, marker: str, timeout: float, what: str) -> None:
 
 def purge_run_queue(settings: Settings) -> None:
     """Runs queued by an earlier system belong to another Dagster database: drop them."""
-    redis.Redis.from_url(settings_env(settings)["DICOM_PIPELINE_CELERY_BROKER_URL"]).flushdb()
+    redis.Redis.from_url(settings.celery_broker_url.get_secret_value()).flushdb()
 
 
 def _wait_http(url: str, timeout: float, what: str) -> None:

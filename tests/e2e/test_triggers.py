@@ -41,6 +41,14 @@ def _auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.webhook_token.get_secret_value()}"}
 
 
+def _notify(system: System, orthanc_id: str, correlation_id: str | None = None) -> httpx.Response:
+    """What Orthanc's Lua call (or any caller) posts to the webhook."""
+    headers = _auth(system.settings) | ({"X-Correlation-ID": correlation_id} if correlation_id else {})
+    return httpx.post(
+        f"{system.webhook_url}/api/v1/ingestion/studies", json={"ID": orthanc_id}, headers=headers, timeout=10
+    )
+
+
 def _final_request_state(system: System, request_id: str) -> dict[str, object]:
     """Polls the webhook until the request has succeeded or failed."""
     url = f"{system.webhook_url}/api/v1/ingestion/studies/{request_id}"
@@ -78,12 +86,7 @@ def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_u
 ) -> None:
     webhook_system.ensure(dagster=False, webhook=True)
     seeded, spec = seed_one(stack_settings, modality="DX")
-    response = httpx.post(
-        f"{webhook_system.webhook_url}/api/v1/ingestion/studies",
-        json={"ID": seeded.orthanc_id},
-        headers={**_auth(stack_settings), "X-Correlation-ID": "e2e-dagster-down"},
-        timeout=10,
-    )
+    response = _notify(webhook_system, seeded.orthanc_id, "e2e-dagster-down")
     assert response.status_code == 202
     request_id = response.json()["request_id"]
     state = httpx.get(
@@ -122,12 +125,7 @@ def test_well_formed_unknown_study_id_ends_failed_with_a_dead_letter(
 ) -> None:
     webhook_system.ensure(dagster=True, webhook=True)
     unknown = "ffffffff-ffffffff-ffffffff-ffffffff-00000001"
-    response = httpx.post(
-        f"{webhook_system.webhook_url}/api/v1/ingestion/studies",
-        json={"ID": unknown},
-        headers=_auth(stack_settings),
-        timeout=10,
-    )
+    response = _notify(webhook_system, unknown)
     request_id = response.json()["request_id"]
 
     final = _final_request_state(webhook_system, request_id)
@@ -143,11 +141,10 @@ def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
 ) -> None:
     full_system.ensure(dagster=True, webhook=True)
     seeded, spec = seed_one(stack_settings, series=1, instances=3)
-    url = f"{full_system.webhook_url}/api/v1/ingestion/studies"
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         answers = list(
             pool.map(
-                lambda _: httpx.post(url, json={"ID": seeded.orthanc_id}, headers=_auth(stack_settings), timeout=10),
+                lambda _: _notify(full_system, seeded.orthanc_id),
                 range(10),
             )
         )
@@ -185,12 +182,7 @@ def test_caller_correlation_id_travels_to_run_rows_event_and_logs_while_lua_and_
     full_system.ensure(dagster=True, webhook=True)
     seeded, spec = seed_one(stack_settings, series=1, instances=2)
     correlation_id = f"caller-{uuid.uuid4().hex[:16]}"
-    response = httpx.post(
-        f"{full_system.webhook_url}/api/v1/ingestion/studies",
-        json={"ID": seeded.orthanc_id},
-        headers={**_auth(stack_settings), "X-Correlation-ID": correlation_id},
-        timeout=10,
-    )
+    response = _notify(full_system, seeded.orthanc_id, correlation_id)
     assert response.status_code == 202 and response.headers["X-Correlation-ID"] == correlation_id
     final = _final_request_state(full_system, response.json()["request_id"])
     assert final["status"] == "succeeded"
