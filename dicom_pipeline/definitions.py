@@ -15,7 +15,7 @@ from dicom_pipeline.defs.jobs import ingest_study, outbox_relay
 from dicom_pipeline.defs.lineage import LINEAGE_SPECS
 from dicom_pipeline.defs.maintenance import build_purge_schedule, outbox_relay_sensor, purge_dagster_runs
 from dicom_pipeline.defs.reaper import build_dead_run_reaper
-from dicom_pipeline.defs.reconcile import build_reconcile_sensor, reconcile
+from dicom_pipeline.defs.reconcile import build_nightly_full_reconcile, build_reconcile_sensor, reconcile
 from dicom_pipeline.defs.resources import resources_from_settings
 from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.settings import Settings
@@ -38,6 +38,7 @@ def build_definitions(settings: Settings, *, resources_from_env: bool = True) ->
             build_purge_schedule(
                 keep_days=settings.run_retention_days, keep_failed_days=settings.failed_run_retention_days
             ),
+            build_nightly_full_reconcile(running=settings.reconcile_schedule),
         ],
         sensors=[
             build_change_feed_sensor(running=settings.change_feed_sensor),

@@ -36,6 +36,14 @@ class OrthancError(PermanentError):
     """Orthanc answered, but not with what we asked for (e.g. an unknown study)."""
 
 
+class OrthancNotFound(OrthancError):
+    """Orthanc has no such resource (never had it, or it was deleted)."""
+
+
+class StudyChangedWhileReading(TransientError):
+    """An instance listed a moment ago is gone (deleted while the study was read): read again."""
+
+
 class OrthancUnavailable(TransientError):
     """Orthanc could not be reached, timed out, or answered 5xx."""
 

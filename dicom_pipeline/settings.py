@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     staging_dir: Path = Path(".stack/staging")
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    # A study deleted in Orthanc: keep its raw files (an archive copy; default) or delete
+    # them too (the store then mirrors Orthanc). README, "Deletions".
+    raw_files_on_delete: Literal["keep", "delete"] = "keep"
 
     # Ingestion.
     download_concurrency: int = Field(default=4, ge=1, le=64)

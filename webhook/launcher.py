@@ -17,8 +17,9 @@ from dagster_graphql import DagsterGraphQLClient
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import claim_unlaunched
 from dicom_pipeline.defs import tags
-from dicom_pipeline.errors import PipelineError
+from dicom_pipeline.errors import OrthancNotFound, PipelineError
 from dicom_pipeline.ingestion.requests import (
+    DELETED,
     decide_launch,
     mark_already_ingested,
     mark_duplicate,
@@ -92,9 +93,12 @@ class RunLauncher:
                             extra={"request_id": str(request.id), "run_id": request.run_id},
                         )
                         continue
-                    if decision.action == "already_ingested":
-                        mark_already_ingested(request, decision.study_uid, decision.version)
-                        log.info("study already ingested in this state", extra={"request_id": str(request.id)})
+                    if decision.action in ("already_ingested", "already_deleted"):
+                        outcome = "unchanged" if decision.action == "already_ingested" else "deleted"
+                        mark_already_ingested(request, decision.study_uid, decision.version, outcome)
+                        log.info(
+                            "study already in this state", extra={"request_id": str(request.id), "outcome": outcome}
+                        )
                         continue
                     try:
                         run_id = client.submit_job_execution(
@@ -128,8 +132,12 @@ class RunLauncher:
 
 
 def _launch_state(orthanc: OrthancClient, orthanc_id: str) -> str | None:
-    """None when Orthanc cannot say (down as well): launch anyway, the run reports why."""
+    """LastUpdate, DELETED when Orthanc has no such study, None when Orthanc cannot say
+    (down as well): launch anyway, the run reports why."""
     try:
-        return orthanc.last_update(orthanc_id)
+        last_update = orthanc.study(orthanc_id).get("LastUpdate")
+        return last_update if isinstance(last_update, str) else None
+    except OrthancNotFound:
+        return DELETED
     except PipelineError:
         return None

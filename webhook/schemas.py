@@ -24,6 +24,27 @@ class StudyNotification(BaseModel):
     )
 
 
+class DeletionNotification(BaseModel):
+    """What Orthanc's OnDeletedStudy / OnDeletedInstance Lua callbacks post.
+
+    A deleted series reaches the pipeline through its instances' callbacks (Orthanc calls
+    OnDeletedInstance for every instance of a deleted series or study).
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    orthanc_id: str = Field(alias="ID", pattern=ORTHANC_ID_PATTERN, description="Orthanc's id of the deleted resource")
+    level: Literal["Study", "Instance"] = Field(alias="Level", description="What was deleted")
+
+
+class AcceptedDeletion(BaseModel):
+    request_id: uuid.UUID | None = Field(description="The study request this notice joined; null when ignored")
+    correlation_id: str
+    status: Literal["accepted", "ignored"] = Field(
+        description="ignored: the database never held the deleted instance (nothing to withdraw)"
+    )
+
+
 RequestStatus = Literal["accepted", "launched", "succeeded", "failed"]
 
 

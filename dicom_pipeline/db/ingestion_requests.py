@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from dicom_pipeline.db.models import IngestionRequest
+from dicom_pipeline.db.models import IngestionRequest, Instance, Study
+
+# What Orthanc's deletion callbacks trigger (webhook /api/v1/ingestion/deletions).
+DELETION_TRIGGER = "orthanc-deletion"
 
 
 def create_request(session: Session, orthanc_id: str, correlation_id: str, trigger: str) -> IngestionRequest:
@@ -25,15 +29,58 @@ def create_request(session: Session, orthanc_id: str, correlation_id: str, trigg
     return request
 
 
+def gather_deletion_notice(session: Session, study_orthanc_id: str, correlation_id: str) -> IngestionRequest:
+    """The study's deletion request still waiting for its launch, or a new one.
+
+    Joining a waiting request is safe: its run has not read Orthanc yet, so it will see
+    this deletion too. A request that a launcher is claiming right now is skipped.
+    """
+    waiting = session.scalars(
+        select(IngestionRequest)
+        .where(
+            IngestionRequest.orthanc_id == study_orthanc_id,
+            IngestionRequest.trigger == DELETION_TRIGGER,
+            IngestionRequest.status == "accepted",
+            IngestionRequest.run_id.is_(None),
+        )
+        .order_by(IngestionRequest.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if waiting is None:
+        return create_request(session, study_orthanc_id, correlation_id, DELETION_TRIGGER)
+    waiting.updated_at = func.now()  # restarts the settle time
+    return waiting
+
+
+def study_of_deleted_resource(session: Session, level: str, orthanc_id: str) -> str | None:
+    """The Orthanc id of the study a deleted resource belonged to, as far as the database knows."""
+    if level == "Study":
+        return orthanc_id
+    return session.scalar(
+        select(Study.orthanc_id).join(Instance, Instance.study_id == Study.id).where(Instance.orthanc_id == orthanc_id)
+    )
+
+
 def get_request(session: Session, request_id: uuid.UUID) -> IngestionRequest | None:
     return session.get(IngestionRequest, request_id)
 
 
+# Orthanc announces a study's deletion once per instance (and once for the study): the
+# notices of one study gather in one request, launched once they have been quiet this long.
+DELETION_SETTLE_SECONDS = 1.0
+
+
 def claim_unlaunched(session: Session, limit: int) -> Sequence[IngestionRequest]:
     """Requests without a run, oldest first, locked so that two launchers never take the same one."""
+    settled = func.now() - dt.timedelta(seconds=DELETION_SETTLE_SECONDS)
     return session.scalars(
         select(IngestionRequest)
-        .where(IngestionRequest.run_id.is_(None), IngestionRequest.status == "accepted")
+        .where(
+            IngestionRequest.run_id.is_(None),
+            IngestionRequest.status == "accepted",
+            (IngestionRequest.trigger != DELETION_TRIGGER) | (IngestionRequest.updated_at < settled),
+        )
         .order_by(IngestionRequest.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -65,6 +65,11 @@ class Study(Base):
     number_of_series: Mapped[int] = mapped_column(Integer, default=0)
     number_of_instances: Mapped[int] = mapped_column(Integer, default=0)
     current_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Set when Orthanc no longer holds the study (the deletion is also a version, below);
+    # cleared when the study is sent again.
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by_trigger: Mapped[str | None] = mapped_column(String(64))
+    deleted_correlation_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
 
@@ -128,6 +133,8 @@ class StudyVersion(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     correlation_id: Mapped[str] = mapped_column(String(128), index=True)
     trigger: Mapped[str | None] = mapped_column(String(64))
+    # A deletion version: empty content, every earlier instance `removed`, event study.deleted.
+    deleted: Mapped[bool] = mapped_column(Boolean, server_default=text("false"), default=False)
     created_at: Mapped[dt.datetime] = _now()
 
 

@@ -7,6 +7,7 @@ concurrent runs of one study produce one version, and a failure leaves no partia
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,8 +21,9 @@ from dicom_pipeline.db.study_event import build_study_event
 from dicom_pipeline.domain.content import content_hash, diff_content, study_event_id
 from dicom_pipeline.domain.events import EventEnvelope, StudyEventContext
 from dicom_pipeline.domain.metadata import ExtractedStudy, StudyAttributes
+from dicom_pipeline.domain.study_event import StudyDeletionFacts, study_deleted_event
 
-Status = Literal["created", "updated", "unchanged", "superseded"]
+Status = Literal["created", "updated", "unchanged", "superseded", "deleted"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,10 @@ def record_study_version(session: Session, extracted: ExtractedStudy, context: S
             raise ValueError(f"study {study_uid} is new but no instance header was extracted")
         study = Study(study_instance_uid=study_uid, current_version=0, modalities_in_study=[])
         session.add(study)
+    follows_deletion = latest is not None and latest.deleted
+    if follows_deletion:
+        # Sent again after Orthanc had deleted it: new content, announced as created.
+        study.deleted_at = study.deleted_by_trigger = study.deleted_correlation_id = None
     if extracted.study is not None:
         _apply_study_attributes(study, extracted.study)
     study.orthanc_id = extracted.orthanc_id
@@ -137,9 +143,93 @@ def record_study_version(session: Session, extracted: ExtractedStudy, context: S
     study.updated_at = func.now()
     session.flush()
 
-    envelope = build_study_event(session, study, version, context)
+    envelope = build_study_event(session, study, version, context, follows_deletion=follows_deletion)
     enqueue_event(session, envelope, study_uid=study_uid, event_date=study.study_date)
-    return _outcome("created" if version_number == 1 else "updated", study, version, event_id, diff)
+    created = version_number == 1 or follows_deletion
+    return _outcome("created" if created else "updated", study, version, event_id, diff)
+
+
+def record_study_deletion(
+    session: Session, orthanc_id: str, context: StudyEventContext, *, raw_files: Literal["kept", "deleted"]
+) -> VersionOutcome | None:
+    """Orthanc no longer holds this study: record the deletion as the study's next version.
+
+    None when the database never held the study. A study already marked deleted gets no
+    second version or event (the outcome says "deleted" with no event id). The deletion
+    version has empty content and lists every earlier instance as removed; instance rows
+    go, the study and series rows stay (marked), so history and lineage remain.
+    """
+    study_uid = session.scalar(select(Study.study_instance_uid).where(Study.orthanc_id == orthanc_id).limit(1))
+    if study_uid is None:
+        return None
+    lock_study(session, study_uid)
+    study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid).with_for_update()).one()
+    latest = session.scalars(
+        select(StudyVersion).where(StudyVersion.study_id == study.id).order_by(StudyVersion.version.desc()).limit(1)
+    ).one()
+    if study.deleted_at is not None or latest.deleted:
+        return _outcome("deleted", study, latest, None)
+
+    deleted_at = dt.datetime.now(dt.UTC)
+    empty_hash = content_hash({})
+    version_number = latest.version + 1
+    event_id = study_event_id(study_uid, version_number, empty_hash)
+    removed = tuple(sorted(latest.content))
+    session.add(
+        StudyVersion(
+            study_id=study.id,
+            version=version_number,
+            content_hash=empty_hash,
+            previous_content_hash=latest.content_hash,
+            number_of_instances=0,
+            content={},
+            added=[],
+            removed=list(removed),
+            changed=[],
+            event_id=uuid.UUID(event_id),
+            run_id=context.run_id,
+            correlation_id=context.correlation_id,
+            trigger=context.trigger,
+            deleted=True,
+        )
+    )
+    session.execute(delete(Instance).where(Instance.study_id == study.id))
+    _refresh_counts(session, study)
+    study.current_version = version_number
+    study.deleted_at = deleted_at
+    study.deleted_by_trigger = context.trigger
+    study.deleted_correlation_id = context.correlation_id
+    # In Orthanc's LastUpdate form: a run that read the study before it was deleted now
+    # reads as stale (`superseded`) instead of bringing it back.
+    study.orthanc_last_update = deleted_at.strftime("%Y%m%dT%H%M%S")
+    study.updated_at = func.now()
+    # The next time Orthanc holds this study it is new content, never "already ingested".
+    session.execute(delete(OrthancStudySeen).where(OrthancStudySeen.study_instance_uid == study_uid))
+    session.flush()
+    facts = StudyDeletionFacts(
+        study_instance_uid=study_uid,
+        orthanc_id=orthanc_id,
+        version=version_number,
+        event_id=event_id,
+        last_version=latest.version,
+        last_content_hash=latest.content_hash,
+        deleted_at=deleted_at,
+        removed=removed,
+        raw_files=raw_files,
+    )
+    enqueue_event(session, study_deleted_event(facts, context), study_uid=study_uid, event_date=study.study_date)
+    return VersionOutcome(
+        status="deleted",
+        study_instance_uid=study_uid,
+        version=version_number,
+        content_hash=empty_hash,
+        event_id=event_id,
+        number_of_series=0,
+        number_of_instances=0,
+        added=0,
+        removed=len(removed),
+        changed=0,
+    )
 
 
 def enqueue_event(session: Session, envelope: EventEnvelope, *, study_uid: str | None, event_date: Any) -> None:

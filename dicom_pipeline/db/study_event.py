@@ -12,7 +12,7 @@ from dicom_pipeline.domain.study_event import SeriesFacts, StudyVersionFacts, st
 
 
 def build_study_event(
-    session: Session, study: Study, version: StudyVersion, context: StudyEventContext
+    session: Session, study: Study, version: StudyVersion, context: StudyEventContext, *, follows_deletion: bool = False
 ) -> EventEnvelope:
     series_rows = session.scalars(
         select(Series)
@@ -43,6 +43,7 @@ def build_study_event(
         added=tuple(version.added),
         removed=tuple(version.removed),
         changed=tuple(version.changed),
+        follows_deletion=follows_deletion,
     )
     series = [
         SeriesFacts(

@@ -55,7 +55,7 @@ class _RunProgress:
                 f"study {facts['study_instance_uid']} {facts['status']}: version {facts['version']}, "
                 f"{facts['added']} added, {facts['removed']} removed (correlation_id={cid})"
             )
-            if facts["status"] in ("created", "updated"):
+            if facts["status"] in ("created", "updated", "deleted") and facts["event_id"]:
                 self._materialize(lineage.METADATA_TABLES, facts, "study_instance_uid", "version", "status", "added")
         elif stage == "published":
             context.log.info(f"published {facts['events_published']} event(s) for {facts['study_instance_uid']}")
@@ -88,7 +88,7 @@ def ingest_orthanc_study(
     )
     result = ingest_study(runtime, command, on_stage=_RunProgress(context, correlation_id))
     summary = result.summary()
-    if result.outcome is None:
+    if result.failed:
         # The use case has written the dead letter; the run fails without retrying (the
         # use case already retried what was transient).
         raise dg.Failure(

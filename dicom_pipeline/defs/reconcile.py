@@ -101,3 +101,17 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=requests)
 
     return reconcile_sensor
+
+
+def build_nightly_full_reconcile(*, running: bool) -> dg.ScheduleDefinition:
+    """The net under the deletion callbacks: Orthanc's change log keeps no trace of a
+    deletion, so only a full scan finds one whose callback was lost."""
+    return dg.ScheduleDefinition(
+        name="nightly_full_reconcile",
+        job=reconcile,
+        cron_schedule="41 2 * * *",
+        run_config={"ops": {"reconcile_orthanc": {"config": {"full": True}}}},
+        tags={"dicom/reconcile_reason": "nightly"},
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description="Daily: a full reconciliation, which also finds studies, series and instances deleted in Orthanc.",
+    )

@@ -49,6 +49,7 @@ class RawStoreResource(dg.ConfigurableResource):
     staging_dir: str
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    raw_files_on_delete: str = "keep"
 
 
 class EventPublisherResource(dg.ConfigurableResource):
@@ -152,6 +153,7 @@ _PARTS: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
             "staging_dir": "staging_dir",
             "s3_endpoint_url": "s3_endpoint_url",
             "s3_region": "s3_region",
+            "raw_files_on_delete": "raw_files_on_delete",
         },
     ),
     "events": (

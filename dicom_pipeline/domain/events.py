@@ -16,7 +16,7 @@ import jsonschema
 
 from dicom_pipeline.errors import SchemaViolation
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: study.deleted added; 1.0 events stay valid
 PhiProfile = Literal["full", "minimal"]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from dicom_pipeline.domain.events import (
     SCHEMA_VERSION,
@@ -58,13 +58,57 @@ class StudyVersionFacts:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    follows_deletion: bool = False  # the study comes back after Orthanc had deleted it
+
+
+@dataclass(frozen=True)
+class StudyDeletionFacts:
+    study_instance_uid: str
+    orthanc_id: str | None
+    version: int  # the deletion's own version
+    event_id: str
+    last_version: int
+    last_content_hash: str
+    deleted_at: dt.datetime
+    removed: tuple[str, ...]
+    raw_files: Literal["kept", "deleted"]
+
+
+def study_deleted_event(facts: StudyDeletionFacts, context: StudyEventContext) -> EventEnvelope:
+    """`study.deleted`: Orthanc no longer holds the study. No PHI: consumers drop by UID."""
+    payload: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": facts.event_id,
+        "event_type": "study.deleted",
+        "occurred_at": utc_now_iso(),
+        "correlation_id": context.correlation_id,
+        "trigger": context.trigger,
+        "study": {
+            "study_instance_uid": facts.study_instance_uid,
+            "orthanc_id": facts.orthanc_id,
+            "version": facts.version,
+            "last_version": facts.last_version,
+            "last_content_hash": facts.last_content_hash,
+            "deleted_at": facts.deleted_at.isoformat(),
+            "removed": list(facts.removed),
+        },
+        "raw_files": facts.raw_files,
+    }
+    validate_payload("dicom.metadata.v1", payload)
+    return EventEnvelope(
+        event_id=facts.event_id,
+        topic=context.topic,
+        key=facts.study_instance_uid,
+        payload=payload,
+        headers=event_headers(context.correlation_id, "study.deleted"),
+    )
 
 
 def study_version_event(
     facts: StudyVersionFacts, series: Sequence[SeriesFacts], context: StudyEventContext
 ) -> EventEnvelope:
     """The event of one study version, validated against its published schema."""
-    event_type = "study.created" if facts.version == 1 else "study.updated"
+    event_type = "study.created" if facts.version == 1 or facts.follows_deletion else "study.updated"
     payload: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "event_id": facts.event_id,

@@ -23,11 +23,14 @@ class BatchReport:
 
     def add(self, result: StudyResult) -> None:
         self.counts[result.status] += 1
-        if result.outcome is None:
+        if result.failed:
             self.failures.append(result)
 
     def as_dict(self) -> dict[str, int]:
-        return {key: self.counts.get(key, 0) for key in ("created", "updated", "unchanged", "superseded", "failed")}
+        return {
+            key: self.counts.get(key, 0)
+            for key in ("created", "updated", "unchanged", "superseded", "deleted", "failed")
+        }
 
 
 def ingest_studies(

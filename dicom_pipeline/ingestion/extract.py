@@ -16,7 +16,7 @@ from dicom_pipeline.domain.metadata import (
     InstanceRecord,
     SeriesAttributes,
 )
-from dicom_pipeline.errors import OrthancError, PipelineError
+from dicom_pipeline.errors import OrthancError, OrthancNotFound, PipelineError, StudyChangedWhileReading
 from dicom_pipeline.ingestion.download import ParsedDownload, download_and_parse
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.runtime import Runtime
@@ -30,7 +30,12 @@ def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) 
     with runtime.orthanc() as orthanc:
         info = orthanc.study(orthanc_id)
         study_uid = validate_uid((info.get("MainDicomTags") or {}).get("StudyInstanceUID"), "StudyInstanceUID")
-        instances = orthanc.study_instances(orthanc_id)
+        try:
+            instances = orthanc.study_instances(orthanc_id)
+        except OrthancNotFound as exc:
+            raise StudyChangedWhileReading(
+                f"study {orthanc_id} went away while being read", study_uid=study_uid
+            ) from exc
         if not instances:
             raise OrthancError(f"study {orthanc_id} has no instances in Orthanc", study_uid=study_uid)
         with transaction(runtime.engine) as session:
@@ -48,7 +53,12 @@ def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) 
         staging = runtime.run_staging(run_id) / f"{orthanc_id}-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         try:
-            parsed = _download_all(runtime, orthanc, to_download, staging, study_uid)
+            try:
+                parsed = _download_all(runtime, orthanc, to_download, staging, study_uid)
+            except OrthancNotFound as exc:
+                # Deleted between the listing and its download: the next attempt reads the
+                # study as it is now (and finds it deleted, or smaller).
+                raise StudyChangedWhileReading(f"{exc}; study {orthanc_id} changed while being read") from exc
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, PipelineError) and exc.study_uid is None:

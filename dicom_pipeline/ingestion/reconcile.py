@@ -5,14 +5,19 @@ Two ways to look, chosen so that a pass costs what changed, not what Orthanc hol
 - **changes** (the periodic pass): reads Orthanc's change log from where the last pass
   stopped (`reconcile_cursor`) and checks only the studies that became stable since. With
   nothing new, that is one request to Orthanc.
-- **full** (on demand, the first pass, or when the change log cannot be trusted: Orthanc's
-  database reset, or the log truncated past the cursor): pages through every study; per
-  page one SQL query compares Orthanc's LastUpdate with what the last ingestion saw.
+- **full** (on demand, nightly, the first pass, or when the change log cannot be trusted:
+  Orthanc's database reset, or the log truncated past the cursor): pages through every
+  study; per page one SQL query compares Orthanc's LastUpdate with what the last ingestion
+  saw. It also finds deletions, which Orthanc's change log does not keep (a deleted
+  resource's changes go with it) and which do not move a study's LastUpdate: studies the
+  database holds that Orthanc no longer does, and studies whose instance count in Orthanc
+  (paged from its series) differs from the database's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor
+from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor, Study
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
 from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
@@ -32,7 +37,7 @@ PAGE_SIZE = 1000
 @dataclass(frozen=True)
 class StaleStudy:
     orthanc_id: str
-    reason: str  # "missing" or "changed"
+    reason: str  # "missing", "changed", or "deleted" (in Orthanc: the run records it)
 
 
 @dataclass
@@ -92,17 +97,37 @@ def _full_scan(runtime: Runtime, orthanc: OrthancClient) -> tuple[int, list[Stal
     """(studies checked, stale studies) over every study in Orthanc, a page at a time."""
     checked = 0
     stale: list[StaleStudy] = []
-    for page in _study_pages(orthanc):
+    stable: set[str] = set()
+    for page in _pages(orthanc.studies_page):
         checked += len(page)
         # Unstable studies are still receiving instances; they will announce themselves.
+        stable.update(i["ID"] for i in page if i.get("IsStable", True))
         stale += _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
+    instances_in_orthanc: Counter[str] = Counter()
+    for series_page in _pages(orthanc.series_page):
+        for series in series_page:
+            instances_in_orthanc[series["ParentStudy"]] += len(series.get("Instances") or ())
+    already = {s.orthanc_id for s in stale}
+    with transaction(runtime.engine) as session:
+        current = session.execute(
+            select(Study.orthanc_id, Study.number_of_instances).where(
+                Study.deleted_at.is_(None), Study.orthanc_id.is_not(None)
+            )
+        ).all()
+    for orthanc_id, count in current:
+        if orthanc_id is None or orthanc_id in already:
+            continue
+        if orthanc_id not in instances_in_orthanc:
+            stale.append(StaleStudy(orthanc_id, "deleted"))
+        elif orthanc_id in stable and instances_in_orthanc[orthanc_id] != count:
+            stale.append(StaleStudy(orthanc_id, "changed"))
     return checked, stale
 
 
-def _study_pages(orthanc: OrthancClient) -> Iterator[list[dict[str, Any]]]:
+def _pages(read: Callable[[int, int], list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
     since = 0
     while True:
-        page = orthanc.studies_page(since, PAGE_SIZE)
+        page = read(since, PAGE_SIZE)
         if not page:
             return
         yield page

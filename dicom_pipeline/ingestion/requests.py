@@ -20,7 +20,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.ingestion_requests import mark_finished
+from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER, mark_finished
 from dicom_pipeline.db.models import IngestionRequest, OrthancStudySeen, Study
 from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.runtime import Runtime
@@ -28,17 +28,25 @@ from dicom_pipeline.runtime import Runtime
 
 @dataclass(frozen=True)
 class LaunchDecision:
-    action: Literal["launch", "duplicate", "already_ingested"]
+    action: Literal["launch", "duplicate", "already_ingested", "already_deleted"]
     original: IngestionRequest | None = None
     study_uid: str | None = None
     version: int | None = None
 
 
+# The launch state of a study Orthanc no longer holds (in place of a LastUpdate).
+DELETED = "deleted"
+
+
 def decide_launch(session: Session, request: IngestionRequest, last_update: str | None) -> LaunchDecision:
-    """Whether this request needs a run of its own. `last_update` None: Orthanc did not say
-    (unknown study, Orthanc down): launch, and let the run report what is wrong."""
+    """Whether this request needs a run of its own. `last_update`: the study's LastUpdate,
+    DELETED when Orthanc has no such study, None when Orthanc did not say (down): launch,
+    and let the run report what is wrong.
+
+    Orthanc does not move LastUpdate when an instance is deleted, so a deletion notice for
+    a study Orthanc still holds always gets its run."""
     request.orthanc_last_update = last_update
-    if last_update is None:
+    if last_update is None or (request.trigger == DELETION_TRIGGER and last_update != DELETED):
         return LaunchDecision("launch")
     original = session.scalars(
         select(IngestionRequest)
@@ -57,6 +65,15 @@ def decide_launch(session: Session, request: IngestionRequest, last_update: str 
     ).first()
     if original is not None:
         return LaunchDecision("duplicate", original=original)
+    if last_update == DELETED:
+        deleted = session.execute(
+            select(Study.study_instance_uid, Study.current_version).where(
+                Study.orthanc_id == request.orthanc_id, Study.deleted_at.is_not(None)
+            )
+        ).first()
+        if deleted is not None:
+            return LaunchDecision("already_deleted", study_uid=deleted[0], version=deleted[1])
+        return LaunchDecision("launch")
     # Read while stable at exactly this LastUpdate: nothing can have arrived since.
     seen = session.execute(
         select(Study.study_instance_uid, Study.current_version)
@@ -88,9 +105,11 @@ def mark_duplicate(request: IngestionRequest, original: IngestionRequest) -> Non
     request.updated_at = func.now()
 
 
-def mark_already_ingested(request: IngestionRequest, study_uid: str | None, version: int | None) -> None:
+def mark_already_ingested(
+    request: IngestionRequest, study_uid: str | None, version: int | None, outcome: str = "unchanged"
+) -> None:
     request.status = "succeeded"
-    request.outcome = "unchanged"
+    request.outcome = outcome
     request.study_instance_uid = study_uid
     request.version = version
     request.error = None
@@ -144,6 +163,14 @@ def request_succeeded(runtime: Runtime, request_id: str | None, outcome: Version
             version=outcome.version,
             outcome=outcome.status,
         )
+
+
+def request_absent(runtime: Runtime, request_id: str | None) -> None:
+    """A deletion notice for a study the database never held: served, nothing to do."""
+    if not request_id:
+        return
+    with transaction(runtime.engine) as session:
+        mark_finished(session, request_id, succeeded=True, outcome="absent")
 
 
 def request_failed(runtime: Runtime, request_id: str | None, error: str) -> None:

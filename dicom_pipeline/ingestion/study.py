@@ -5,6 +5,10 @@ reconciliation (many studies in one run), and the CLI. Retries (transient errors
 come from one RetryPolicy; a study that cannot be ingested gets one dead letter, written
 by `write_dead_letter`, and whatever it staged is removed.
 
+A study Orthanc no longer holds is not a failure when the database knows it: its deletion
+is recorded (a version with an event, `record_study_deletion`), whatever the trigger, so
+every path that reads Orthanc keeps the database matching it.
+
 Publishing is not a step that can fail the study: the version and its event are committed
 together (the outbox) before anything is sent, so an event Kafka did not take now waits
 in the outbox for the relay. The study is ingested either way.
@@ -17,13 +21,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER
 from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.domain.metadata import ExtractedStudy
-from dicom_pipeline.errors import PipelineError
+from dicom_pipeline.errors import OrthancNotFound, PipelineError
 from dicom_pipeline.ingestion.dead_letter import dead_letter_for_failure, write_dead_letter
 from dicom_pipeline.ingestion.extract import extract_study
-from dicom_pipeline.ingestion.persist import discard_staging, persist_study_version
-from dicom_pipeline.ingestion.requests import request_failed, request_succeeded
+from dicom_pipeline.ingestion.persist import discard_staging, persist_study_version, record_deletion
+from dicom_pipeline.ingestion.requests import request_absent, request_failed, request_succeeded
 from dicom_pipeline.ingestion.retry import DEFAULT_POLICY, RetryPolicy, StepFailed
 from dicom_pipeline.ingestion.store import store_raw
 from dicom_pipeline.kafka.outbox import publish_pending_events
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # Step names are what dead letters record as failed_op (operators filter on them).
 EXTRACT, STORE, PERSIST = "extract_study", "store_raw", "persist_metadata"
+ABSENT = "absent"
 
 StageListener = Callable[[str, Mapping[str, Any]], None]
 
@@ -59,11 +65,20 @@ class StudyResult:
     dead_letter_id: int | None = None
 
     @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
     def status(self) -> str:
-        return self.outcome.status if self.outcome is not None else "failed"
+        if self.outcome is not None:
+            return self.outcome.status
+        # A deletion notice for a study the database never held: nothing to do.
+        return "failed" if self.failed else ABSENT
 
     def summary(self) -> dict[str, Any]:
         base: dict[str, Any] = {"orthanc_id": self.orthanc_id, "correlation_id": self.correlation_id}
+        if self.outcome is None and not self.failed:
+            return {**base, "status": ABSENT}
         if self.outcome is None:
             return {**base, "status": "failed", "error": self.error, "dead_letter_id": self.dead_letter_id}
         return {**base, **self.outcome.as_dict(), "events_published": self.events_published}
@@ -103,12 +118,53 @@ def ingest_study(
             outcome = policy.call(PERSIST, lambda: _persist(runtime, command, study))
             on_stage("persisted", outcome.as_dict())
         except StepFailed as failure:
+            if isinstance(failure.cause, OrthancNotFound) and extracted is None:
+                gone = _study_gone(runtime, command, policy, on_stage)
+                if gone is not None:
+                    return gone
             return _give_up(runtime, command, failure, extracted)
 
         published = _publish(runtime, outcome)
         on_stage("published", {**outcome.as_dict(), "events_published": published})
         request_succeeded(runtime, command.request_id, outcome)
         return StudyResult(command.orthanc_id, command.correlation_id, outcome, events_published=published)
+
+
+def _study_gone(
+    runtime: Runtime, command: IngestStudy, policy: RetryPolicy, on_stage: StageListener
+) -> StudyResult | None:
+    """Orthanc has no such study: record its deletion if the database holds it.
+
+    None (the caller dead-letters it as before) for a study never ingested, unless a
+    deletion notice asked: then there is nothing to do.
+    """
+    context = runtime.event_context(
+        run_id=command.run_id, correlation_id=command.correlation_id, trigger=command.trigger
+    )
+    try:
+        outcome = policy.call(PERSIST, lambda: record_deletion(runtime, command.orthanc_id, context))
+    except StepFailed:
+        log.exception("could not record the deletion", extra={"orthanc_id": command.orthanc_id})
+        return None
+    if outcome is None:
+        if command.trigger != DELETION_TRIGGER:
+            return None
+        log.info("deleted study was never ingested: nothing to do", extra={"orthanc_id": command.orthanc_id})
+        request_absent(runtime, command.request_id)
+        return StudyResult(command.orthanc_id, command.correlation_id, None)
+    log.info(
+        "study deleted in Orthanc",
+        extra={
+            "study_uid": outcome.study_instance_uid,
+            "version": outcome.version,
+            "new_event": bool(outcome.event_id),
+        },
+    )
+    on_stage("persisted", outcome.as_dict())
+    published = _publish(runtime, outcome)
+    on_stage("published", {**outcome.as_dict(), "events_published": published})
+    request_succeeded(runtime, command.request_id, outcome)
+    return StudyResult(command.orthanc_id, command.correlation_id, outcome, events_published=published)
 
 
 def _persist(runtime: Runtime, command: IngestStudy, extracted: ExtractedStudy) -> VersionOutcome:

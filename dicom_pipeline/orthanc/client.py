@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from dicom_pipeline.domain.identifiers import validate_orthanc_id
-from dicom_pipeline.errors import OrthancError, OrthancUnavailable
+from dicom_pipeline.errors import OrthancError, OrthancNotFound, OrthancUnavailable
 from dicom_pipeline.settings import Settings
 
 CHUNK_SIZE = 1024 * 1024
@@ -92,7 +92,7 @@ class OrthancClient:
         receiving instances. Orthanc being unreachable is raised, not hidden."""
         try:
             study = self.study(orthanc_id)
-        except OrthancError:
+        except OrthancNotFound:
             return None
         if stable_only and not study.get("IsStable", True):
             return None
@@ -147,6 +147,11 @@ class OrthancClient:
         result: list[dict[str, Any]] = self._get_json("/studies", {"expand": "", "since": since, "limit": limit})
         return result
 
+    def series_page(self, since: int, limit: int) -> list[dict[str, Any]]:
+        """Expanded series (ParentStudy, Instances), for counting a study's instances."""
+        result: list[dict[str, Any]] = self._get_json("/series", {"expand": "", "since": since, "limit": limit})
+        return result
+
     def find_studies(self, query: dict[str, str]) -> list[str]:
         result: list[str] = self._post_json("/tools/find", {"Level": "Study", "Query": query, "Expand": False})
         return result
@@ -158,7 +163,7 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     if response.status_code >= 500:
         raise OrthancUnavailable(f"Orthanc answered {response.status_code} to {what}")
     if response.status_code == 404:
-        raise OrthancError(f"Orthanc has no such resource ({what} -> 404)")
+        raise OrthancNotFound(f"Orthanc has no such resource ({what} -> 404)")
     raise OrthancError(f"Orthanc refused {what} with HTTP {response.status_code}")
 
 

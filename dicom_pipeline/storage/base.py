@@ -26,6 +26,10 @@ class RawStore(Protocol):
 
     def open(self, key: str) -> BinaryIO: ...
 
+    def delete_study(self, study_uid: str) -> int:
+        """Remove every object under `<study uid>/`; returns how many. Idempotent."""
+        ...
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
+from dicom_pipeline.domain.identifiers import validate_uid
 from dicom_pipeline.errors import StorageError
 from dicom_pipeline.storage.base import file_sha256
 from dicom_pipeline.storage.keys import validate_key
@@ -57,6 +58,18 @@ class LocalRawStore:
 
     def open(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
+
+    def delete_study(self, study_uid: str) -> int:
+        folder = self.root / validate_uid(study_uid, "StudyInstanceUID")
+        if not folder.is_dir():
+            return 0
+        removed = sum(1 for path in folder.rglob("*.dcm"))
+        try:
+            shutil.rmtree(folder)
+            _fsync_dir(self.root)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {study_uid} under {self.root}: {exc.strerror or exc}") from exc
+        return removed
 
 
 def _fsync_dir(folder: Path) -> None:

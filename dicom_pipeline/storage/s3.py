@@ -9,11 +9,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dicom_pipeline.domain.identifiers import validate_uid
 from dicom_pipeline.errors import StorageError
 from dicom_pipeline.storage.keys import validate_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 SHA256_METADATA = "sha256"
 
@@ -64,6 +66,20 @@ class S3RawStore:
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"cannot store s3 object {key}: {exc}") from exc
         return True
+
+    def delete_study(self, study_uid: str) -> int:
+        prefix = self._object_key(f"{validate_uid(study_uid, 'StudyInstanceUID')}/0/0.dcm").removesuffix("0/0.dcm")
+        removed = 0
+        try:
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys: list[ObjectIdentifierTypeDef] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:  # at most 1000 per page, the limit of one DeleteObjects call
+                    self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+                    removed += len(keys)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"cannot delete s3 objects of {study_uid}: {exc}") from exc
+        return removed
 
     def open(self, key: str) -> BinaryIO:
         response = self._client.get_object(Bucket=self.bucket, Key=self._object_key(key))

@@ -130,9 +130,9 @@ def test_well_formed_unknown_study_id_ends_failed_with_a_dead_letter(
 
     final = _final_request_state(webhook_system, request_id)
     assert final["status"] == "failed"
-    assert "OrthancError" in str(final["error"])
+    assert "OrthancNotFound" in str(final["error"])
     assert query("SELECT failed_op, error_type FROM dead_letter WHERE run_id = :run", run=final["run_id"]) == [
-        ("extract_study", "OrthancError")
+        ("extract_study", "OrthancNotFound")
     ]
 
 

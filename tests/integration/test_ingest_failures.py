@@ -73,7 +73,7 @@ def test_unknown_orthanc_study_dead_letters_with_the_reason(stack_settings: Sett
     summary = ingest(unknown)
     assert summary["status"] == "failed"
     assert query("SELECT error_type, orthanc_id FROM dead_letter WHERE run_id = :run", run=summary["run_id"]) == [
-        ("OrthancError", unknown)
+        ("OrthancNotFound", unknown)
     ]
 
 

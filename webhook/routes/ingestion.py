@@ -9,11 +9,23 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.ingestion_requests import create_request, get_request
+from dicom_pipeline.db.ingestion_requests import (
+    create_request,
+    gather_deletion_notice,
+    get_request,
+    study_of_deleted_resource,
+)
 from dicom_pipeline.ingestion.requests import as_seen_by_caller
 from dicom_pipeline.logs import correlation_id_var
 from webhook.deps import Authenticated, LauncherDep, RuntimeDep
-from webhook.schemas import AcceptedRequest, ErrorResponse, RequestState, StudyNotification
+from webhook.schemas import (
+    AcceptedDeletion,
+    AcceptedRequest,
+    DeletionNotification,
+    ErrorResponse,
+    RequestState,
+    StudyNotification,
+)
 
 log = logging.getLogger("webhook.ingestion")
 router = APIRouter(prefix="/api/v1/ingestion", tags=["ingestion"], dependencies=[Authenticated])
@@ -37,6 +49,37 @@ async def notify_study(body: StudyNotification, runtime: RuntimeDep, launcher: L
     log.info("study notification accepted", extra={"request_id": str(request_id), "orthanc_id": body.orthanc_id})
     launcher.wake()
     return AcceptedRequest(request_id=request_id, correlation_id=correlation_id, status="accepted")
+
+
+@router.post("/deletions", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedDeletion, responses=ERRORS)
+async def notify_deletion(body: DeletionNotification, runtime: RuntimeDep, launcher: LauncherDep) -> AcceptedDeletion:
+    """Record that Orthanc deleted a study or an instance; the study's run then records it.
+
+    All notices of one study that arrive before its run is launched share one request.
+    """
+    correlation_id = correlation_id_var.get() or str(uuid.uuid4())
+
+    def record() -> uuid.UUID | None:
+        with transaction(runtime.engine) as session:
+            study = study_of_deleted_resource(session, body.level, body.orthanc_id)
+            if study is None:
+                return None
+            return gather_deletion_notice(session, study, correlation_id).id
+
+    try:
+        request_id = await run_in_threadpool(record)
+    except Exception as exc:
+        log.exception("could not record the deletion notice")
+        raise HTTPException(503, "the notice could not be recorded; retry later") from exc
+    if request_id is None:
+        log.info("deleted instance was never ingested", extra={"orthanc_id": body.orthanc_id})
+        return AcceptedDeletion(request_id=None, correlation_id=correlation_id, status="ignored")
+    log.info(
+        "deletion notice accepted",
+        extra={"request_id": str(request_id), "orthanc_id": body.orthanc_id, "level": body.level},
+    )
+    launcher.wake()
+    return AcceptedDeletion(request_id=request_id, correlation_id=correlation_id, status="accepted")
 
 
 @router.get("/studies/{request_id}", response_model=RequestState, responses=ERRORS)

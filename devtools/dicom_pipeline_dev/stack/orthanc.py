@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from importlib import resources
 
 import httpx
 
@@ -11,16 +13,8 @@ from dicom_pipeline_dev.stack.layout import StackLayout
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package, orthanc_binary
 from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, start_detached, wait_until
 
-LUA_WEBHOOK = """-- Written by `dicom-pipeline stack up`. Orthanc calls this when a study has had no new
--- instance for StableAge seconds. HttpPost is fire-and-forget: the sensor and the
--- reconciliation job catch whatever this call loses.
-function OnStableStudy(studyId, tags, metadata)
-  HttpPost('{url}/api/v1/ingestion/studies',
-           DumpJson({{ID = studyId}}, true),
-           {{['Content-Type'] = 'application/json',
-            ['Authorization'] = 'Bearer {token}'}})
-end
-"""
+# The project's own callbacks (OnStableStudy, deletions), as deployments use them.
+LUA_SCRIPT = resources.files("dicom_pipeline.orthanc") / "dicom-pipeline.lua"
 
 
 class OrthancService:
@@ -31,7 +25,6 @@ class OrthancService:
         self.settings = layout.settings
         self.dir = layout.root / "orthanc"
         self.config_path = self.dir / "orthanc.json"
-        self.lua_path = self.dir / "webhook.lua"
         self.log = self.dir / "orthanc.log"
         self.pid_file = PidFile(self.dir / "orthanc.pid", "Orthanc")
 
@@ -44,8 +37,6 @@ class OrthancService:
     def configure(self) -> None:
         secrets = self.layout.secrets()
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.lua_path.write_text(LUA_WEBHOOK.format(url=self.layout.webhook_url(), token=secrets.webhook_token))
-        self.lua_path.chmod(0o600)
         config = {
             "Name": "dicom-pipeline-dev",
             "StorageDirectory": str(self.dir / "storage"),
@@ -57,7 +48,7 @@ class OrthancService:
             "AuthenticationEnabled": True,
             "RegisteredUsers": {self.settings.orthanc_username: secrets.orthanc_password},
             "StableAge": self.settings.orthanc_stable_age,
-            "LuaScripts": [str(self.lua_path)],
+            "LuaScripts": [str(LUA_SCRIPT)],
             "HttpTimeout": 5,
             "Plugins": [],
             "SaveJobs": False,
@@ -72,7 +63,14 @@ class OrthancService:
         ensure_port_free(self.settings.orthanc_http_port, "Orthanc HTTP", "DICOM_PIPELINE_ORTHANC_HTTP_PORT")
         ensure_port_free(self.settings.orthanc_dicom_port, "Orthanc DICOM", "DICOM_PIPELINE_ORTHANC_DICOM_PORT")
         self.configure()
-        process = start_detached([str(binary), str(self.config_path)], self.pid_file, self.log, cwd=self.dir)
+        secrets = self.layout.secrets()
+        # The Lua callbacks read where to post, and the token, from Orthanc's environment.
+        env = {
+            **os.environ,
+            "DICOM_PIPELINE_WEBHOOK_URL": self.layout.webhook_url(),
+            "DICOM_PIPELINE_WEBHOOK_TOKEN": secrets.webhook_token,
+        }
+        process = start_detached([str(binary), str(self.config_path)], self.pid_file, self.log, cwd=self.dir, env=env)
         wait_until(self.answers, "Orthanc", 60, self.log, process)
 
     def answers(self) -> bool:
