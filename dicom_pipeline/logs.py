@@ -27,7 +27,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "correlation_id": getattr(record, "correlation_id", None) or correlation_id_var.get(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and k != "correlation_id"})
+        # An `extra` never replaces the line's own fields (a "level" extra once did).
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and k not in entry})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

@@ -62,7 +62,10 @@ class RequestState(BaseModel):
     run_id: str | None
     study_instance_uid: str | None
     version: int | None
-    outcome: str | None = Field(description="created, updated, unchanged or superseded once succeeded")
+    outcome: str | None = Field(
+        description="created, updated, unchanged, superseded or deleted once succeeded; "
+        "absent: a deletion notice for a study never ingested"
+    )
     error: str | None
     served_by: uuid.UUID | None = Field(
         default=None, description="The earlier request for the same Orthanc state whose run serves this one"

@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session
 from dicom_pipeline.db.models import DeadLetter, OrthancStudySeen
 from dicom_pipeline.db.repository import enqueue_event
 from dicom_pipeline.domain.content import dead_letter_event_id
-from dicom_pipeline.domain.events import EventEnvelope, dead_letter_payload, event_headers
+from dicom_pipeline.domain.events import (
+    DEAD_LETTER_SCHEMA_VERSION,
+    EventEnvelope,
+    dead_letter_payload,
+    event_headers,
+)
 from dicom_pipeline.domain.identifiers import is_orthanc_id
 
 
@@ -57,7 +62,13 @@ def record_dead_letter(
     key = letter.study_instance_uid or letter.orthanc_id or letter.run_id or str(row.id)
     enqueue_event(
         session,
-        EventEnvelope(event_id, topic, key, payload, event_headers(letter.correlation_id, "ingestion.failed")),
+        EventEnvelope(
+            event_id,
+            topic,
+            key,
+            payload,
+            event_headers(letter.correlation_id, "ingestion.failed", DEAD_LETTER_SCHEMA_VERSION),
+        ),
         study_uid=letter.study_instance_uid,
         event_date=None,
     )

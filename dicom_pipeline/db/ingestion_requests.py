@@ -53,6 +53,17 @@ def gather_deletion_notice(session: Session, study_orthanc_id: str, correlation_
     return waiting
 
 
+def deletion_noticed(session: Session, study_orthanc_id: str) -> bool:
+    """Whether Orthanc has told us (through the webhook) that it deleted this study or part of it."""
+    return bool(
+        session.scalar(
+            select(IngestionRequest.id)
+            .where(IngestionRequest.orthanc_id == study_orthanc_id, IngestionRequest.trigger == DELETION_TRIGGER)
+            .limit(1)
+        )
+    )
+
+
 def study_of_deleted_resource(session: Session, level: str, orthanc_id: str) -> str | None:
     """The Orthanc id of the study a deleted resource belonged to, as far as the database knows."""
     if level == "Study":

@@ -16,7 +16,9 @@ import jsonschema
 
 from dicom_pipeline.errors import SchemaViolation
 
-SCHEMA_VERSION = "1.1"  # 1.1: study.deleted added; 1.0 events stay valid
+# Each topic's schema has its own version (schemas/).
+SCHEMA_VERSION = "1.1"  # dicom.metadata.v1; 1.1 added study.deleted, 1.0 events stay valid
+DEAD_LETTER_SCHEMA_VERSION = "1.0"  # dicom.metadata.dlq
 PhiProfile = Literal["full", "minimal"]
 
 
@@ -84,8 +86,8 @@ def utc_now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def event_headers(correlation_id: str, event_type: str) -> dict[str, str]:
-    return {"correlation_id": correlation_id, "event_type": event_type, "schema_version": SCHEMA_VERSION}
+def event_headers(correlation_id: str, event_type: str, schema_version: str = SCHEMA_VERSION) -> dict[str, str]:
+    return {"correlation_id": correlation_id, "event_type": event_type, "schema_version": schema_version}
 
 
 def dead_letter_payload(
@@ -105,7 +107,7 @@ def dead_letter_payload(
     attempts: int,
 ) -> dict[str, Any]:
     payload = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "event_id": event_id,
         "event_type": "ingestion.failed",
         "occurred_at": utc_now_iso(),

@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER, deletion_noticed
 from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.domain.metadata import ExtractedStudy
-from dicom_pipeline.errors import OrthancNotFound, PipelineError
+from dicom_pipeline.errors import OrthancNotFound, PipelineError, StudyChangedWhileReading
 from dicom_pipeline.ingestion.dead_letter import dead_letter_for_failure, write_dead_letter
 from dicom_pipeline.ingestion.extract import extract_study
 from dicom_pipeline.ingestion.persist import discard_staging, persist_study_version, record_deletion
@@ -102,8 +103,18 @@ def ingest_study(
     """
     with bound_correlation_id(command.correlation_id):
         extracted: ExtractedStudy | None = None
+        vanished = False  # Orthanc held the study when this run began reading it
+
+        def extract() -> ExtractedStudy:
+            nonlocal vanished
+            try:
+                return extract_study(runtime, command.orthanc_id, command.run_id)
+            except StudyChangedWhileReading:
+                vanished = True
+                raise
+
         try:
-            extracted = policy.call(EXTRACT, lambda: extract_study(runtime, command.orthanc_id, command.run_id))
+            extracted = policy.call(EXTRACT, extract)
             study = extracted
             on_stage(
                 "extracted",
@@ -119,7 +130,7 @@ def ingest_study(
             on_stage("persisted", outcome.as_dict())
         except StepFailed as failure:
             if isinstance(failure.cause, OrthancNotFound) and extracted is None:
-                gone = _study_gone(runtime, command, policy, on_stage)
+                gone = _study_gone(runtime, command, policy, on_stage, vanished=vanished)
                 if gone is not None:
                     return gone
             return _give_up(runtime, command, failure, extracted)
@@ -131,12 +142,14 @@ def ingest_study(
 
 
 def _study_gone(
-    runtime: Runtime, command: IngestStudy, policy: RetryPolicy, on_stage: StageListener
+    runtime: Runtime, command: IngestStudy, policy: RetryPolicy, on_stage: StageListener, *, vanished: bool
 ) -> StudyResult | None:
     """Orthanc has no such study: record its deletion if the database holds it.
 
-    None (the caller dead-letters it as before) for a study never ingested, unless a
-    deletion notice asked: then there is nothing to do.
+    For a study never ingested there is nothing to do when it was deleted: a deletion
+    notice asked, this run saw it go while reading (`vanished`), or Orthanc's deletion
+    notice arrived before this run read it. Otherwise None, and the caller dead-letters it
+    (an id Orthanc never had is the caller's mistake).
     """
     context = runtime.event_context(
         run_id=command.run_id, correlation_id=command.correlation_id, trigger=command.trigger
@@ -147,7 +160,7 @@ def _study_gone(
         log.exception("could not record the deletion", extra={"orthanc_id": command.orthanc_id})
         return None
     if outcome is None:
-        if command.trigger != DELETION_TRIGGER:
+        if command.trigger != DELETION_TRIGGER and not vanished and not _deletion_noticed(runtime, command):
             return None
         log.info("deleted study was never ingested: nothing to do", extra={"orthanc_id": command.orthanc_id})
         request_absent(runtime, command.request_id)
@@ -165,6 +178,11 @@ def _study_gone(
     on_stage("published", {**outcome.as_dict(), "events_published": published})
     request_succeeded(runtime, command.request_id, outcome)
     return StudyResult(command.orthanc_id, command.correlation_id, outcome, events_published=published)
+
+
+def _deletion_noticed(runtime: Runtime, command: IngestStudy) -> bool:
+    with transaction(runtime.engine) as session:
+        return deletion_noticed(session, command.orthanc_id)
 
 
 def _persist(runtime: Runtime, command: IngestStudy, extracted: ExtractedStudy) -> VersionOutcome:

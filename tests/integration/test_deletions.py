@@ -3,6 +3,7 @@ Kafka; runs in process). The webhook and daemon path is in tests/e2e/test_deleti
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +18,7 @@ from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.ingestion.extract import extract_study
 from dicom_pipeline.ingestion.persist import persist_study_version
 from dicom_pipeline.ingestion.reconcile import find_stale_studies
+from dicom_pipeline.ingestion.replay import replay_events
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.local_runs import ingest_in_process
 from dicom_pipeline.runtime import get_runtime, reset_runtime
@@ -88,6 +90,14 @@ def test_a_study_deleted_in_orthanc_is_marked_deleted_with_one_event_and_sent_ag
     assert deleted.value["study"]["last_content_hash"] == _v1_hash(spec.study_uid)
     assert deleted.value["study"]["removed"] == sop_uids and deleted.value["raw_files"] == "kept"
     assert "patient" not in deleted.value["study"], "a deletion event carries no PHI"
+
+    # Replay (a consumer rebuilding its state) sends the deletion again, same id, in order.
+    today = dt.datetime.now(dt.UTC).date()
+    replayed = replay_events(get_runtime(), today, today, study_uid=spec.study_uid)
+    assert replayed.event_ids == (created.value["event_id"], deleted.value["event_id"])
+    assert [m.value["event_id"] for m in events.read(expected=3, timeout=10, key=spec.study_uid)] == list(
+        replayed.event_ids
+    )
 
     # Another notice (Orthanc calls back once per instance): no second version or event.
     assert ingest(seeded.orthanc_id, trigger=DELETION_TRIGGER)["status"] == "deleted"

@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.ingestion_requests import create_request, get_request
+from dicom_pipeline.db.ingestion_requests import create_request, gather_deletion_notice, get_request
 from dicom_pipeline.db.repository import VersionOutcome
 from dicom_pipeline.ingestion.change_feed import FeedCursor
 from dicom_pipeline.ingestion.requests import as_seen_by_caller, request_succeeded
@@ -97,6 +98,57 @@ def test_an_announcement_of_a_state_already_ingested_needs_no_run(stable_study: 
     assert query(
         "SELECT status, outcome, version FROM ingestion_request WHERE id = CAST(:id AS uuid)", id=request_id
     ) == [("succeeded", "unchanged", 1)]
+
+
+def _submitted_for(launcher: RecordingLauncher, orthanc_id: str) -> list[dict[str, str]]:
+    """The tags of runs submitted for one study (requests left by other tests may launch too)."""
+    return [r["tags"] for r in launcher.recorder.submitted if r["tags"]["dicom/orthanc_id"] == orthanc_id]
+
+
+def _deletion_notice(orthanc_id: str, *, settled: bool) -> str:
+    with transaction(get_runtime().engine) as session:
+        request_id = str(gather_deletion_notice(session, orthanc_id, f"deletion-{uuid.uuid4().hex[:8]}").id)
+    if settled:  # as if the study's last notice came in a while ago
+        execute(
+            "UPDATE ingestion_request SET updated_at = now() - interval '5 seconds' WHERE id = CAST(:id AS uuid)",
+            id=request_id,
+        )
+    return request_id
+
+
+def test_deletion_notices_wait_to_settle_then_get_a_run_although_the_state_was_ingested(stable_study: str) -> None:
+    # Orthanc does not move LastUpdate when an instance is deleted: the ingested state's
+    # LastUpdate must not make a deletion notice look "already ingested".
+    assert ingest(stable_study)["status"] in ("created", "unchanged")
+    request_id = _deletion_notice(stable_study, settled=False)
+    launcher = RecordingLauncher()
+
+    launcher.launch_pending()
+    assert _submitted_for(launcher, stable_study) == [], "a notice still arriving was launched"
+    execute(
+        "UPDATE ingestion_request SET updated_at = now() - interval '5 seconds' WHERE id = CAST(:id AS uuid)",
+        id=request_id,
+    )
+    launcher.launch_pending()
+    [submitted] = _submitted_for(launcher, stable_study)
+    assert submitted["dicom/request_id"] == request_id and submitted["dicom/trigger"] == "orthanc-deletion"
+
+
+def test_a_deletion_notice_for_a_study_already_recorded_deleted_needs_no_run(
+    stable_study: str, orthanc: httpx.Client
+) -> None:
+    assert ingest(stable_study)["status"] in ("created", "unchanged")
+    orthanc.delete(f"/studies/{stable_study}").raise_for_status()
+    assert ingest(stable_study, trigger="orthanc-deletion")["status"] == "deleted"
+    request_id = _deletion_notice(stable_study, settled=True)
+    launcher = RecordingLauncher()
+
+    launcher.launch_pending()
+    assert _submitted_for(launcher, stable_study) == []
+    assert query(
+        "SELECT status, outcome, orthanc_last_update FROM ingestion_request WHERE id = CAST(:id AS uuid)",
+        id=request_id,
+    ) == [("succeeded", "deleted", "deleted")]
 
 
 def test_the_sensor_skips_a_study_a_webhook_request_covers(stable_study: str) -> None:

@@ -13,7 +13,7 @@ import datetime as dt
 import pytest
 
 from dicom_pipeline.dicom.values import parse_da, parse_tm
-from dicom_pipeline.domain.content import content_hash, diff_content, study_event_id
+from dicom_pipeline.domain.content import content_hash, dead_letter_event_id, diff_content, study_event_id
 from dicom_pipeline.domain.events import dead_letter_payload, patient_block, validate_payload
 from dicom_pipeline.domain.identifiers import (
     correlation_id_or_new,
@@ -206,7 +206,7 @@ def test_study_event_is_built_in_the_domain_and_valid_for_both_profiles() -> Non
     # An invalid date keeps its raw text; a valid time is typed.
     assert created.payload["study"]["study_date"] == "2024.13.45"
     assert created.payload["study"]["study_time"] == "12:30:00"
-    assert created.headers == {"correlation_id": "corr-1", "event_type": "study.created", "schema_version": "1.0"}
+    assert created.headers == {"correlation_id": "corr-1", "event_type": "study.created", "schema_version": "1.1"}
 
     updated = study_version_event(_facts(2), series, _context("minimal"))
     assert updated.payload["event_type"] == "study.updated"
@@ -214,3 +214,59 @@ def test_study_event_is_built_in_the_domain_and_valid_for_both_profiles() -> Non
     patient = updated.payload["study"]["patient"]
     assert "patient_name" not in patient and "patient_birth_date" not in patient
     assert str(patient["patient_id"]).startswith("hmac-sha256:")
+
+
+def test_a_study_sent_again_after_its_deletion_is_announced_as_created() -> None:
+    from dicom_pipeline.domain.study_event import study_version_event
+
+    again = study_version_event(_facts(3, follows_deletion=True), [], _context("full"))
+    assert again.payload["event_type"] == "study.created" and again.payload["study"]["version"] == 3
+
+
+def test_deletion_event_is_valid_carries_no_phi_and_is_keyed_by_the_study() -> None:
+    from dicom_pipeline.domain.study_event import StudyDeletionFacts, study_deleted_event
+
+    facts = StudyDeletionFacts(
+        study_instance_uid="1.2.826.0.1.3680043.8.498.7",
+        orthanc_id="6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c",
+        version=3,
+        event_id=study_event_id("1.2.826.0.1.3680043.8.498.7", 3, content_hash({})),
+        last_version=2,
+        last_content_hash=content_hash({"1.2.3.1": "a" * 64}),
+        deleted_at=dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC),
+        removed=("1.2.3.1",),
+        raw_files="kept",
+    )
+    event = study_deleted_event(facts, _context("full"))
+
+    assert event.key == facts.study_instance_uid and event.topic == "dicom.metadata.v1"
+    assert event.headers == {"correlation_id": "corr-1", "event_type": "study.deleted", "schema_version": "1.1"}
+    assert event.payload["study"]["removed"] == ["1.2.3.1"] and event.payload["raw_files"] == "kept"
+    assert "patient" not in event.payload["study"] and "Doe" not in str(event.payload)
+    # The topic's schema holds each event type to its own shape.
+    broken = {**event.payload, "study": {**event.payload["study"], "last_content_hash": "nope"}}
+    with pytest.raises(SchemaViolation, match="last_content_hash"):
+        validate_payload("dicom.metadata.v1", broken)
+    with pytest.raises(SchemaViolation):
+        validate_payload("dicom.metadata.v1", {**event.payload, "event_type": "study.updated"})
+
+
+def test_dead_letters_keep_their_own_schema_version() -> None:
+    from dicom_pipeline.domain.events import DEAD_LETTER_SCHEMA_VERSION
+
+    payload = dead_letter_payload(
+        event_id=dead_letter_event_id(1),
+        dead_letter_id=1,
+        correlation_id="corr-1",
+        trigger="test",
+        run_id=None,
+        study_instance_uid=None,
+        orthanc_id=None,
+        instance=None,
+        failed_op="extract_study",
+        error_type="OrthancNotFound",
+        error_message="gone",
+        transient=False,
+        attempts=1,
+    )
+    assert payload["schema_version"] == DEAD_LETTER_SCHEMA_VERSION == "1.0"

@@ -62,6 +62,8 @@ def test_missing_or_wrong_token_is_401_with_the_error_shape(client: TestClient, 
     assert response.status_code == 401
     _assert_error_shape(response.json(), "unauthorized")
     assert client.get(f"/api/v1/ingestion/studies/{uuid.uuid4()}", headers=headers).status_code == 401
+    deletion = client.post("/api/v1/ingestion/deletions", json={"ID": STUDY_ID, "Level": "Study"}, headers=headers)
+    assert deletion.status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -127,6 +129,7 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     assert {
         "/api/v1/ingestion/studies",
         "/api/v1/ingestion/studies/{request_id}",
+        "/api/v1/ingestion/deletions",
         "/health",
         "/ready",
         "/metrics",
@@ -166,3 +169,42 @@ def test_with_only_kafka_down_ready_is_200_listing_it_and_a_study_is_accepted(
     )
     assert accepted.status_code == 202
     execute("DELETE FROM ingestion_request WHERE id = CAST(:id AS uuid)", id=accepted.json()["request_id"])
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"ID": "6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c"}', "level"),
+        (b'{"ID": "6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c", "Level": "Patient"}', "level"),
+        (b'{"ID": "../x", "Level": "Study"}', "ID"),
+        (b'{"ID": "6eab340e-5e10a3c7-c6c79b88-c662da39-824f4f3c", "Level": "Study", "x": 1}', "x"),
+    ],
+)
+def test_malformed_deletion_notices_are_422_naming_the_problem(
+    client: TestClient, auth: dict[str, str], body: bytes, fragment: str
+) -> None:
+    response = client.post(
+        "/api/v1/ingestion/deletions", content=body, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    _assert_error_shape(response.json(), "invalid_request")
+    assert fragment.lower() in response.json()["error"]["message"].lower()
+
+
+def test_deletion_notices_of_one_study_gather_in_one_request_and_unknown_instances_are_ignored(
+    client: TestClient, auth: dict[str, str]
+) -> None:
+    study_id = made_up_orthanc_id()
+    url = "/api/v1/ingestion/deletions"
+    first = client.post(url, json={"ID": study_id, "Level": "Study"}, headers=auth)
+    again = client.post(url, json={"ID": study_id, "Level": "Study"}, headers=auth)
+    unknown = client.post(url, json={"ID": made_up_orthanc_id(), "Level": "Instance"}, headers=auth)
+
+    assert (first.status_code, again.status_code, unknown.status_code) == (202, 202, 202)
+    assert first.json()["status"] == "accepted"
+    assert again.json()["request_id"] == first.json()["request_id"], "a waiting request gathers the notices"
+    assert unknown.json() == {**unknown.json(), "status": "ignored", "request_id": None}
+    assert query("SELECT trigger, status FROM ingestion_request WHERE orthanc_id = :id", id=study_id) == [
+        ("orthanc-deletion", "accepted")
+    ]
+    execute("DELETE FROM ingestion_request WHERE orthanc_id = :id", id=study_id)

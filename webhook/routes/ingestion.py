@@ -76,7 +76,7 @@ async def notify_deletion(body: DeletionNotification, runtime: RuntimeDep, launc
         return AcceptedDeletion(request_id=None, correlation_id=correlation_id, status="ignored")
     log.info(
         "deletion notice accepted",
-        extra={"request_id": str(request_id), "orthanc_id": body.orthanc_id, "level": body.level},
+        extra={"request_id": str(request_id), "orthanc_id": body.orthanc_id, "resource": body.level},
     )
     launcher.wake()
     return AcceptedDeletion(request_id=request_id, correlation_id=correlation_id, status="accepted")
