@@ -95,7 +95,7 @@ def test_seeded_study_is_ingested_with_rows_files_and_one_valid_event(
     )
     assert message.headers["correlation_id"] == "test-happy-path"
     assert message.headers["event_type"] == "study.created"
-    assert message.headers["schema_version"] == "1.0"
+    assert message.headers["schema_version"] == "1.1"
 
 
 def test_same_content_ingested_twice_creates_no_version_event_or_file_write(
