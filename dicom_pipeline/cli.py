@@ -102,12 +102,12 @@ def backfill(date_from: str, date_to: str) -> None:
 @click.option("--topic", default=None, help="Publish to this topic instead of dicom.metadata.v1.")
 def replay(date_from: str, date_to: str, study_uid: str | None, topic: str | None) -> None:
     """Re-publish stored events of a date range with their original event ids."""
-    from dicom_pipeline.domain.identifiers import validate_uid
+    from dicom_pipeline.domain.identifiers import read_uid
     from dicom_pipeline.ingestion.replay import replay_events
     from dicom_pipeline.runtime import get_runtime
 
     if study_uid is not None:
-        study_uid = validate_uid(study_uid, "--study")
+        study_uid = read_uid(study_uid, "--study")
     report = replay_events(
         get_runtime(), _parse_date(date_from), _parse_date(date_to), study_uid=study_uid, topic=topic
     )

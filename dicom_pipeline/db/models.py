@@ -45,7 +45,7 @@ class Study(Base):
     __tablename__ = "study"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_instance_uid: Mapped[str] = mapped_column(Text, unique=True)
     orthanc_id: Mapped[str | None] = mapped_column(String(44))
     orthanc_last_update: Mapped[str | None] = mapped_column(String(32))
     patient_id: Mapped[str | None] = mapped_column(Text)
@@ -80,7 +80,7 @@ class Series(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
-    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    series_instance_uid: Mapped[str] = mapped_column(Text)
     modality: Mapped[str | None] = mapped_column(Text)
     series_number: Mapped[int | None] = mapped_column(Integer)
     series_description: Mapped[str | None] = mapped_column(Text)
@@ -97,10 +97,10 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), index=True)
-    sop_instance_uid: Mapped[str] = mapped_column(String(64))
-    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_instance_uid: Mapped[str] = mapped_column(Text)
+    sop_class_uid: Mapped[str | None] = mapped_column(Text)
     instance_number: Mapped[int | None] = mapped_column(Integer)
-    transfer_syntax_uid: Mapped[str | None] = mapped_column(String(64))
+    transfer_syntax_uid: Mapped[str | None] = mapped_column(Text)
     rows: Mapped[int | None] = mapped_column(Integer)
     columns: Mapped[int | None] = mapped_column(Integer)
     number_of_frames: Mapped[int | None] = mapped_column(Integer)
@@ -110,6 +110,8 @@ class Instance(Base):
     orthanc_id: Mapped[str | None] = mapped_column(String(44))
     orthanc_file_uuid: Mapped[str | None] = mapped_column(String(36))
     header: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # What does not conform, kept as found (README, "Fidelity"); never values.
+    issues: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"), default=list)
     first_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = _now()
     updated_at: Mapped[dt.datetime] = _now()
@@ -150,7 +152,7 @@ class Outbox(Base):
     message_key: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     headers: Mapped[dict[str, str]] = mapped_column(JSONB)
-    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str | None] = mapped_column(Text, index=True)
     event_date: Mapped[dt.date | None] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = _now()
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -162,7 +164,7 @@ class DeadLetter(Base):
     __tablename__ = "dead_letter"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    study_instance_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str | None] = mapped_column(Text, index=True)
     orthanc_id: Mapped[str | None] = mapped_column(String(44), index=True)
     instance: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -190,7 +192,7 @@ class IngestionRequest(Base):
     status: Mapped[str] = mapped_column(String(16))  # accepted, launched, succeeded, failed
     run_id: Mapped[str | None] = mapped_column(String(64), index=True)
     launch_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    study_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    study_instance_uid: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
@@ -213,7 +215,7 @@ class OrthancStudySeen(Base):
     __tablename__ = "orthanc_study_seen"
 
     orthanc_id: Mapped[str] = mapped_column(String(44), primary_key=True)
-    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(Text, index=True)
     last_update: Mapped[str | None] = mapped_column(String(32))
     # LastUpdate has one-second resolution: a study read while still unstable may have
     # received more instances within that second, so reconciliation looks at it again.

@@ -334,6 +334,7 @@ def _upsert_instances(
             "orthanc_id": record.orthanc_id,
             "orthanc_file_uuid": record.orthanc_file_uuid,
             "header": record.header or {},
+            "issues": list(record.issues),
             "first_version": version,
         }
         for record in extracted.new_records

@@ -3,12 +3,13 @@ domain/study_event.py), so the event says what the database says."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
-from dicom_pipeline.db.models import Series, Study, StudyVersion
+from dicom_pipeline.db.models import Instance, Series, Study, StudyVersion
 from dicom_pipeline.domain.events import EventEnvelope, StudyEventContext
 from dicom_pipeline.domain.study_event import SeriesFacts, StudyVersionFacts, study_version_event
+from dicom_pipeline.storage.keys import study_prefix
 
 
 def build_study_event(
@@ -44,6 +45,8 @@ def build_study_event(
         removed=tuple(version.removed),
         changed=tuple(version.changed),
         follows_deletion=follows_deletion,
+        warnings=_warnings(session, study.id),
+        storage_prefix=study_prefix(study.study_instance_uid),
     )
     series = [
         SeriesFacts(
@@ -57,3 +60,17 @@ def build_study_event(
         for s in series_rows
     ]
     return study_version_event(facts, series, context)
+
+
+def _warnings(session: Session, study_id: int) -> tuple[str, ...]:
+    """Each kind of issue among the study's current instances, with how many have it."""
+    issue = func.jsonb_array_elements_text(Instance.issues).table_valued("value").render_derived()
+    rows = session.execute(
+        select(issue.c.value, func.count())
+        .select_from(Instance)
+        .join(issue, true())
+        .where(Instance.study_id == study_id)
+        .group_by(issue.c.value)
+        .order_by(issue.c.value)
+    ).all()
+    return tuple(f"{text} ({count} instance(s))" for text, count in rows)

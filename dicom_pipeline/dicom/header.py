@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from dicom_pipeline.dicom.values import clean_text, parse_da, parse_tm, to_int
-from dicom_pipeline.domain.identifiers import validate_uid
+from dicom_pipeline.domain.identifiers import read_uid, uid_conforms
 from dicom_pipeline.domain.metadata import SeriesAttributes, StudyAttributes
 from dicom_pipeline.errors import InvalidDicom, InvalidIdentifier
+
+log = logging.getLogger(__name__)
 
 # Elements larger than this with a binary VR are bulk data: left out of the JSON header,
 # replaced by a BulkDataURI that says so (PS3.18 F.2.2 allows either).
@@ -23,13 +27,34 @@ BULK_OMITTED_URI = "urn:dicom-pipeline:bulkdata-omitted"
 
 
 class ParsedHeader:
-    """The attributes the database types, plus the whole header as DICOM JSON."""
+    """The attributes the database types, plus the whole header as DICOM JSON.
 
-    def __init__(self, ds: Dataset) -> None:
+    What does not conform is kept as found and named in `issues` (never with its value:
+    issues reach events and logs, values may be PHI).
+    """
+
+    def __init__(self, ds: Dataset, issues: list[str] | None = None) -> None:
         self.ds = ds
+        self.issues: list[str] = issues if issues is not None else []
+        # The elements as read, before any is converted (conversion replaces the file's
+        # bytes): an invalid value is stored as it was in the file. No copy: same objects.
+        self._as_read = {tag: ds.get_item(tag) for tag in ds.keys()}  # noqa: SIM118
 
     def uid(self, keyword: str) -> str:
-        return validate_uid(self.ds.get(keyword), keyword)
+        uid = read_uid(self.ds.get(keyword), keyword)
+        if not uid_conforms(uid):
+            issue = f"{keyword} does not conform to PS3.5 9.1 (kept verbatim)"
+            if issue not in self.issues:
+                self.issues.append(issue)
+        return uid
+
+    def optional_uid(self, keyword: str) -> str | None:
+        if not str(self.ds.get(keyword) or "").strip("\x00 "):
+            issue = f"{keyword} is missing"
+            if issue not in self.issues:
+                self.issues.append(issue)
+            return None
+        return self.uid(keyword)
 
     def study(self) -> StudyAttributes:
         ds = self.ds
@@ -62,7 +87,7 @@ class ParsedHeader:
         meta = getattr(ds, "file_meta", None)
         transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
         return {
-            "sop_class_uid": self.uid("SOPClassUID"),
+            "sop_class_uid": self.optional_uid("SOPClassUID"),
             "instance_number": to_int(ds.get("InstanceNumber")),
             "transfer_syntax_uid": str(transfer_syntax) if transfer_syntax else None,
             "rows": to_int(ds.get("Rows")),
@@ -71,18 +96,36 @@ class ParsedHeader:
         }
 
     def dicom_json(self) -> dict[str, Any]:
-        """The header as DICOM JSON (PS3.18 Annex F), bulk data left out."""
-        try:
-            data = self.ds.to_json_dict(
-                bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=_omit_bulk_data
-            )
-        except Exception as exc:
-            raise InvalidDicom(f"header cannot be expressed as DICOM JSON: {type(exc).__name__}: {exc}") from exc
+        """The header as DICOM JSON (PS3.18 Annex F), bulk data left out: element by element
+        what `Dataset.to_json_dict` gives, except that an element whose value is invalid for
+        its VR keeps its raw bytes (`InlineBinary`) and is named in `issues`, instead of
+        failing the instance."""
+        data: dict[str, Any] = {}
+        for tag in self.ds.keys():  # noqa: SIM118 - iterating a Dataset yields elements
+            key = f"{tag:08X}"
+            try:
+                data[key] = self.ds[tag].to_json_dict(
+                    bulk_data_element_handler=_omit_bulk_data, bulk_data_threshold=BULK_DATA_THRESHOLD
+                )
+            except Exception as exc:  # noqa: BLE001 - any conversion failure keeps the raw value
+                data[key] = _raw_element_json(self._as_read[tag])
+                self.issues.append(
+                    f"({tag.group:04X},{tag.element:04X}) value invalid for VR {data[key]['vr']} "
+                    f"({type(exc).__name__}; raw bytes kept)"
+                )
         return _without_nul(data)
 
 
 def _omit_bulk_data(element: DataElement) -> str:
     return BULK_OMITTED_URI
+
+
+def _raw_element_json(element: DataElement | RawDataElement) -> dict[str, Any]:
+    vr = str(element.VR or "UN")
+    value = element.value
+    if isinstance(value, bytes | bytearray):
+        return {"vr": vr, "InlineBinary": base64.b64encode(bytes(value)).decode("ascii")}
+    return {"vr": vr, "Value": [str(value)]}
 
 
 def _charset(ds: Dataset) -> str | None:
@@ -106,23 +149,38 @@ def _without_nul(value: Any) -> Any:
 
 
 def read_header(path: Path, *, instance: str) -> ParsedHeader:
-    """Read the header, stopping before pixel data; any parse failure is InvalidDicom."""
+    """Read the header, stopping before pixel data; what cannot be read is InvalidDicom.
+
+    A file without File Meta Information or the 'DICM' prefix (Orthanc stores what it was
+    sent) is read again with force=True and flagged; it is refused only if even then it
+    lacks the identifiers an instance needs.
+    """
+    issues: list[str] = []
     try:
         # Text is decoded lazily, element by element, as the attributes and the DICOM JSON
         # are read (decoding everything up front cost ~5 ms per instance).
         ds = dcmread(path, stop_before_pixels=True)
     except InvalidDicomError as exc:
-        raise InvalidDicom(f"instance {instance} is not a DICOM file: {exc}", instance=instance) from exc
+        try:
+            ds = dcmread(path, stop_before_pixels=True, force=True)
+        except Exception as forced_exc:
+            raise InvalidDicom(
+                f"instance {instance} is not a DICOM file ({exc}); read with force=True: "
+                f"{type(forced_exc).__name__}: {forced_exc}",
+                instance=instance,
+            ) from forced_exc
+        issues.append("no File Meta Information or 'DICM' prefix (read with force=True)")
     except Exception as exc:
         raise InvalidDicom(
             f"instance {instance} cannot be parsed: {type(exc).__name__}: {exc}", instance=instance
         ) from exc
-    header = ParsedHeader(ds)
-    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
+    header = ParsedHeader(ds, issues)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         try:
             header.uid(keyword)
         except InvalidIdentifier as exc:
-            raise InvalidDicom(f"instance {instance}: {exc}", instance=instance) from exc
+            forced = " (no File Meta Information; read with force=True)" if issues else ""
+            raise InvalidDicom(f"instance {instance}: {exc}{forced}", instance=instance) from exc
     return header
 
 
@@ -135,19 +193,24 @@ class ParsedInstance:
     sop_instance_uid: str
     attributes: dict[str, Any]
     dicom_json: dict[str, Any]
+    issues: tuple[str, ...] = ()
 
 
 def parse_instance(path: Path, *, instance: str) -> ParsedInstance:
     """Read and interpret a header; whatever goes wrong is InvalidDicom naming the instance."""
     header = read_header(path, instance=instance)
     try:
-        return ParsedInstance(
+        parsed = ParsedInstance(
             study=header.study(),
             series=header.series(),
             sop_instance_uid=header.uid("SOPInstanceUID"),
             attributes=header.instance_attributes(),
             dicom_json=header.dicom_json(),
         )
+        if header.issues:
+            # No values in the issues: they are safe to log.
+            log.warning("instance kept with issues", extra={"instance": instance, "issues": header.issues})
+        return replace(parsed, issues=tuple(header.issues))
     except InvalidDicom as exc:
         exc.instance = exc.instance or instance
         raise

@@ -7,23 +7,36 @@ import uuid
 
 from dicom_pipeline.errors import InvalidIdentifier
 
-# DICOM UIDs are digits and dots, at most 64 characters (PS3.5 9.1). Components with a
-# leading zero break the standard but occur in real archives; they are accepted because
-# they are harmless as keys, and refusing them would dead-letter real studies.
+# Conforming DICOM UIDs are digits and dots, at most 64 characters (PS3.5 9.1). Components
+# with a leading zero break the standard too but are common and harmless: they count as
+# conforming (their own storage key component).
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
-def validate_uid(value: object, attribute: str) -> str:
-    """Return the UID, or raise InvalidIdentifier naming the attribute and the rule broken."""
-    if not isinstance(value, str) or not value:
+# A non-conforming UID found in a file is kept verbatim (Orthanc keeps it so); only what no
+# database column or log line can carry is refused.
+MAX_UID_LENGTH = 1024
+
+
+def uid_conforms(uid: str) -> bool:
+    return len(uid) <= 64 and bool(_UID.match(uid))
+
+
+def read_uid(value: object, attribute: str) -> str:
+    """A UID as a file (or Orthanc) holds it, padding removed, conforming or not.
+
+    Raises InvalidIdentifier only when it is missing, or cannot be stored at all (control
+    characters, longer than MAX_UID_LENGTH). Check `uid_conforms` to flag the others.
+    """
+    if not isinstance(value, str) or not value.strip("\x00 "):
         raise InvalidIdentifier(f"{attribute} is missing")
     text = value.strip("\x00 ")
-    if len(text) > 64:
-        raise InvalidIdentifier(f"{attribute} {text[:70]!r} is longer than 64 characters")
-    if not _UID.match(text):
-        raise InvalidIdentifier(f"{attribute} {text[:70]!r} must be digits separated by dots")
+    if len(text) > MAX_UID_LENGTH:
+        raise InvalidIdentifier(f"{attribute} is longer than {MAX_UID_LENGTH} characters")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise InvalidIdentifier(f"{attribute} contains control characters")
     return text
 
 

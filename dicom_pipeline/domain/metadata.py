@@ -59,6 +59,9 @@ class InstanceRecord:
     columns: int | None = None
     number_of_frames: int | None = None
     header: dict[str, Any] | None = None
+    # What does not conform (a UID, a value invalid for its VR, a file without File Meta
+    # Information...): kept as found and named here. No values, so no PHI.
+    issues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,3 @@ class ExtractedStudy:
     @property
     def new_records(self) -> list[InstanceRecord]:
         return [record for record in self.instances if record.staged_path is not None]
-
-
-def storage_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
-    """Deterministic object key; UIDs are validated before they get here."""
-    return f"{study_uid}/{series_uid}/{sop_uid}.dcm"

@@ -59,6 +59,8 @@ class StudyVersionFacts:
     removed: tuple[str, ...]
     changed: tuple[str, ...]
     follows_deletion: bool = False  # the study comes back after Orthanc had deleted it
+    warnings: tuple[str, ...] = ()  # what in the study does not conform (kept as found)
+    storage_prefix: str | None = None  # the study's folder in the raw store (storage/keys.py)
 
 
 @dataclass(frozen=True)
@@ -158,9 +160,11 @@ def study_version_event(
         ],
         "storage": {
             "backend": context.storage_backend,
-            "location": f"{context.storage_location.rstrip('/')}/{facts.study_instance_uid}/",
+            "location": f"{context.storage_location.rstrip('/')}/"
+            + (facts.storage_prefix or f"{facts.study_instance_uid}/"),
         },
         "changes": {"added": list(facts.added), "removed": list(facts.removed), "changed": list(facts.changed)},
+        "warnings": list(facts.warnings),
     }
     validate_payload("dicom.metadata.v1", payload)
     return EventEnvelope(

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_pipeline.dicom.header import parse_instance
-from dicom_pipeline.domain.metadata import InstanceRecord, SeriesAttributes, StudyAttributes, storage_key
+from dicom_pipeline.domain.metadata import InstanceRecord, SeriesAttributes, StudyAttributes
 from dicom_pipeline.errors import InvalidDicom
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
+from dicom_pipeline.storage.keys import storage_key
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def download_and_parse(
         storage_key=storage_key(study_uid, series.series_instance_uid, parsed.sop_instance_uid),
         staged_path=str(path),
         header=parsed.dicom_json,
+        issues=parsed.issues,
         **parsed.attributes,
     )
     return ParsedDownload(record=record, study=parsed.study, series=series)

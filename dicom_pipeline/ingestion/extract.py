@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.repository import KnownInstance, known_instances
-from dicom_pipeline.domain.identifiers import validate_orthanc_id, validate_uid
+from dicom_pipeline.domain.identifiers import read_uid, validate_orthanc_id
 from dicom_pipeline.domain.metadata import (
     ExtractedStudy,
     InstanceRecord,
@@ -29,7 +29,7 @@ def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) 
     validate_orthanc_id(orthanc_id)
     with runtime.orthanc() as orthanc:
         info = orthanc.study(orthanc_id)
-        study_uid = validate_uid((info.get("MainDicomTags") or {}).get("StudyInstanceUID"), "StudyInstanceUID")
+        study_uid = read_uid((info.get("MainDicomTags") or {}).get("StudyInstanceUID"), "StudyInstanceUID")
         try:
             instances = orthanc.study_instances(orthanc_id)
         except OrthancNotFound as exc:

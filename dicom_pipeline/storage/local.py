@@ -9,10 +9,9 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
-from dicom_pipeline.domain.identifiers import validate_uid
 from dicom_pipeline.errors import StorageError
 from dicom_pipeline.storage.base import file_sha256
-from dicom_pipeline.storage.keys import validate_key
+from dicom_pipeline.storage.keys import study_prefix, validate_key
 
 
 class LocalRawStore:
@@ -60,7 +59,7 @@ class LocalRawStore:
         return open(self._path(key), "rb")
 
     def delete_study(self, study_uid: str) -> int:
-        folder = self.root / validate_uid(study_uid, "StudyInstanceUID")
+        folder = self.root / study_prefix(study_uid).rstrip("/")
         if not folder.is_dir():
             return 0
         removed = sum(1 for path in folder.rglob("*.dcm"))

@@ -9,9 +9,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dicom_pipeline.domain.identifiers import validate_uid
 from dicom_pipeline.errors import StorageError
-from dicom_pipeline.storage.keys import validate_key
+from dicom_pipeline.storage.keys import study_prefix, validate_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -68,7 +67,7 @@ class S3RawStore:
         return True
 
     def delete_study(self, study_uid: str) -> int:
-        prefix = self._object_key(f"{validate_uid(study_uid, 'StudyInstanceUID')}/0/0.dcm").removesuffix("0/0.dcm")
+        prefix = f"{self.prefix}/{study_prefix(study_uid)}" if self.prefix else study_prefix(study_uid)
         removed = 0
         try:
             paginator = self._client.get_paginator("list_objects_v2")

@@ -17,16 +17,22 @@ from dicom_pipeline.domain.content import content_hash, dead_letter_event_id, di
 from dicom_pipeline.domain.events import dead_letter_payload, patient_block, validate_payload
 from dicom_pipeline.domain.identifiers import (
     correlation_id_or_new,
+    read_uid,
+    uid_conforms,
     validate_orthanc_id,
-    validate_uid,
 )
 from dicom_pipeline.errors import InvalidIdentifier, SchemaViolation
 from dicom_pipeline.storage.keys import validate_key
 
 
 @pytest.mark.parametrize("uid", ["1.2.840.10008.5.1.4.1.1.2", "1.2.840.0113.1", "2.25.1234567890"])
-def test_valid_uids_are_accepted(uid: str) -> None:
-    assert validate_uid(uid, "StudyInstanceUID") == uid
+def test_conforming_uids_are_read_as_they_are(uid: str) -> None:
+    assert read_uid(uid + "\x00", "StudyInstanceUID") == uid and uid_conforms(uid)
+
+
+@pytest.mark.parametrize("uid", ["1.2.abc", "../../etc/passwd", "1." + "2" * 70, "1..2", "1.2 3"])
+def test_non_conforming_uids_are_kept_verbatim_but_do_not_conform(uid: str) -> None:
+    assert read_uid(uid, "StudyInstanceUID") == uid and not uid_conforms(uid)
 
 
 @pytest.mark.parametrize(
@@ -34,15 +40,14 @@ def test_valid_uids_are_accepted(uid: str) -> None:
     [
         (None, "StudyInstanceUID is missing"),
         ("", "StudyInstanceUID is missing"),
-        ("1.2.abc", "must be digits separated by dots"),
-        ("../../etc/passwd", "must be digits separated by dots"),
-        ("1." + "2" * 70, "longer than 64"),
-        ("1..2", "must be digits separated by dots"),
+        ("\x00 ", "StudyInstanceUID is missing"),
+        ("1.2\n3", "control characters"),
+        ("1" * 1025, "longer than 1024"),
     ],
 )
-def test_invalid_uids_are_refused_naming_the_attribute(value: object, message: str) -> None:
+def test_uids_that_cannot_be_stored_are_refused_naming_the_attribute(value: object, message: str) -> None:
     with pytest.raises(InvalidIdentifier, match=message):
-        validate_uid(value, "StudyInstanceUID")
+        read_uid(value, "StudyInstanceUID")
 
 
 def test_orthanc_ids_must_have_orthancs_form() -> None:
