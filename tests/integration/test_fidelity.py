@@ -30,6 +30,24 @@ def _upload(orthanc: httpx.Client, data: bytes) -> dict[str, str]:
     return dict(response.json())
 
 
+def _own_copy(path: Path) -> bytes:
+    """The file with UIDs of its own (pydicom's files share Study Instance UIDs, and a study
+    is one study to the pipeline), every other element written back as read: raw, invalid
+    values included, and without File Meta Information if the file had none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(path)
+        except pydicom.errors.InvalidDicomError:
+            ds = pydicom.dcmread(path, force=True)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+        if "MediaStorageSOPInstanceUID" in getattr(ds, "file_meta", ()):
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
+
+
 def _reference(data: bytes, without: set[str]) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -66,7 +84,7 @@ def _stored(orthanc_instance_id: str) -> tuple[dict[str, Any], list[str], str | 
 def test_pydicom_test_file_served_by_orthanc_is_ingested_and_its_stored_json_equals_to_json_dict(
     orthanc: httpx.Client, name: str, expected_issue: str | None
 ) -> None:
-    uploaded = _upload(orthanc, Path(get_testdata_file(name)).read_bytes())  # type: ignore[arg-type]
+    uploaded = _upload(orthanc, _own_copy(Path(get_testdata_file(name))))  # type: ignore[arg-type]
     summary = ingest(uploaded["ParentStudy"])
     assert summary["status"] in ("created", "updated", "unchanged"), summary
 
@@ -84,7 +102,8 @@ def test_non_conforming_uid_and_missing_sop_class_are_stored_verbatim_flagged_an
     stack_settings: Settings, orthanc: httpx.Client, events: KafkaTap
 ) -> None:
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
-    odd_uid = f"1.2.840.113619.2.ABC.{unique_seed()}.x y"
+    # Letters (Orthanc keeps them; it would drop spaces from its own copy of the tags).
+    odd_uid = f"1.2.840.113619.2.ABC.{unique_seed()}.x"
     ds.StudyInstanceUID = odd_uid
     ds.SeriesInstanceUID = generate_uid()
     ds.SOPInstanceUID = generate_uid()
@@ -105,7 +124,7 @@ def test_non_conforming_uid_and_missing_sop_class_are_stored_verbatim_flagged_an
         "SOPClassUID is missing",
         "StudyInstanceUID does not conform to PS3.5 9.1 (kept verbatim)",
     ]
-    assert key.startswith("x") and " " not in key and "ABC" not in key
+    assert key.startswith("x") and "ABC" not in key
     stored_file = Path(stack_settings.storage_url.removeprefix("file://")) / key
     assert stored_file.read_bytes() == orthanc.get(f"/instances/{uploaded['ID']}/file").content
     event = events.read(expected=1, key=odd_uid)[0]
