@@ -17,6 +17,7 @@ in the outbox for the relay. The study is ingested either way.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # Step names are what dead letters record as failed_op (operators filter on them).
 EXTRACT, STORE, PERSIST = "extract_study", "store_raw", "persist_metadata"
 ABSENT = "absent"
+DELETION_NOTICE_GRACE_SECONDS = 2.0
 
 StageListener = Callable[[str, Mapping[str, Any]], None]
 
@@ -181,8 +183,16 @@ def _study_gone(
 
 
 def _deletion_noticed(runtime: Runtime, command: IngestStudy) -> bool:
-    with transaction(runtime.engine) as session:
-        return deletion_noticed(session, command.orthanc_id)
+    """Whether Orthanc's deletion notice for this study has reached the webhook. Orthanc
+    posts it right after the deletion, so a run reading the study within that moment waits
+    for it once, rather than dead-letter a study that was merely deleted."""
+    for attempt in range(2):
+        if attempt:
+            time.sleep(DELETION_NOTICE_GRACE_SECONDS)
+        with transaction(runtime.engine) as session:
+            if deletion_noticed(session, command.orthanc_id):
+                return True
+    return False
 
 
 def _persist(runtime: Runtime, command: IngestStudy, extracted: ExtractedStudy) -> VersionOutcome:
