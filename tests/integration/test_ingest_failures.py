@@ -31,14 +31,15 @@ def test_instance_missing_a_required_uid_dead_letters_naming_it_and_writes_nothi
         )
     )[0]
     datasets = list(build_instances(spec))
-    del datasets[1].SOPClassUID  # Orthanc accepts it (the file meta names the class); we must not
+    # Orthanc accepts a control character in a UID; no key, log line or consumer should get one.
+    datasets[1].SOPInstanceUID = datasets[1].SOPInstanceUID + "\x01"
     instance_ids = upload(stack_settings, datasets)
     orthanc_id = orthanc_study_id(stack_settings, spec.study_uid)
 
     summary = ingest(orthanc_id, correlation_id="test-bad-instance")
 
     assert summary["status"] == "failed"
-    assert "SOPClassUID is missing" in summary["error"]
+    assert "SOPInstanceUID contains control characters" in summary["error"]
     letters = query(
         "SELECT failed_op, error_type, error_message, instance, orthanc_id, correlation_id, attempts FROM dead_letter "
         "WHERE run_id = :run",
@@ -52,7 +53,7 @@ def test_instance_missing_a_required_uid_dead_letters_naming_it_and_writes_nothi
         instance_ids[1],
         orthanc_id,
     )
-    assert instance_ids[1] in message and "SOPClassUID" in message
+    assert instance_ids[1] in message and "SOPInstanceUID" in message
     assert correlation_id == "test-bad-instance"
     assert attempts == 1, "a permanent error must not be retried"
     assert query("SELECT count(*) FROM study WHERE study_instance_uid = :uid", uid=spec.study_uid) == [(0,)]
@@ -141,7 +142,7 @@ def test_bad_instance_in_a_large_study_is_named_and_nothing_is_written(stack_set
         )
     )[0]
     datasets = list(build_instances(spec))
-    del datasets[7].SOPClassUID
+    datasets[7].SOPInstanceUID = datasets[7].SOPInstanceUID + "\x01"
     instance_ids = upload(stack_settings, datasets)
     summary = ingest(orthanc_study_id(stack_settings, spec.study_uid))
 

@@ -62,7 +62,7 @@ def test_a_failing_study_in_a_backfill_is_dead_lettered_and_redrive_ingests_it_a
     upload(stack_settings, build_instances(good))
     broken = list(build_instances(bad))
     for ds in broken:
-        del ds.SOPClassUID
+        ds.SOPInstanceUID = ds.SOPInstanceUID + "\x01"  # damaged: refused, named in the dead letter
     upload(stack_settings, broken)
     bad_orthanc_id = orthanc_study_id(stack_settings, bad.study_uid)
 
