@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import httpx
 import psycopg2
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from dicom_pipeline_dev.stack.layout import DAGSTER_DB, METADATA_DB
 
 from dicom_pipeline.kafka.client_config import kafka_client_config
@@ -87,21 +88,21 @@ def test_kafka_round_trip_keeps_key_and_headers(stack_settings: Settings) -> Non
     marker = uuid.uuid4().hex
     client = {**kafka_client_config(stack_settings), "bootstrap.servers": stack_settings.kafka_bootstrap_servers}
     producer = Producer({**client, "acks": "all"})
+    delivered: list[Any] = []
     producer.produce(
         stack_settings.kafka_dlq_topic,
         key=b"study-key",
         value=marker.encode(),
         headers=[("correlation_id", marker.encode())],
+        on_delivery=lambda error, message: delivered.append((error, message)),
     )
     assert producer.flush(15) == 0
-    consumer = Consumer(
-        {
-            **client,
-            "group.id": f"test-{marker}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([stack_settings.kafka_dlq_topic])
+    [(error, sent)] = delivered
+    assert error is None
+    # Read exactly where the broker put it: no consumer-group join to wait for (under load
+    # a new group's first assignment took longer than the test's patience).
+    consumer = Consumer({**client, "group.id": f"test-{marker}", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(sent.topic(), sent.partition(), sent.offset())])
     try:
         found = None
         for _ in range(60):
