@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from dicom_pipeline.db.models import Instance, OrthancStudySeen, Outbox, Series, Study, StudyVersion
 from dicom_pipeline.db.study_event import build_study_event
-from dicom_pipeline.domain.content import content_hash, diff_content, study_event_id
+from dicom_pipeline.domain.content import ContentDiff, content_hash, diff_content, study_event_id
 from dicom_pipeline.domain.events import EventEnvelope, StudyEventContext
 from dicom_pipeline.domain.metadata import ExtractedStudy, StudyAttributes
 from dicom_pipeline.domain.study_event import StudyDeletionFacts, study_deleted_event
@@ -77,15 +77,7 @@ def known_instances(session: Session, study_uid: str) -> dict[str, KnownInstance
 
 def record_study_version(session: Session, extracted: ExtractedStudy, context: StudyEventContext) -> VersionOutcome:
     study_uid = extracted.study_instance_uid
-    lock_study(session, study_uid)
-    study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid).with_for_update()).first()
-    latest = (
-        session.scalars(
-            select(StudyVersion).where(StudyVersion.study_id == study.id).order_by(StudyVersion.version.desc()).limit(1)
-        ).first()
-        if study is not None
-        else None
-    )
+    study, latest = _locked_study(session, study_uid)
     current = extracted.content
     new_hash = content_hash(current)
     if latest is not None and study is not None:
@@ -162,12 +154,10 @@ def record_study_deletion(
     study_uid = session.scalar(select(Study.study_instance_uid).where(Study.orthanc_id == orthanc_id).limit(1))
     if study_uid is None:
         return None
-    lock_study(session, study_uid)
-    study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid).with_for_update()).one()
-    latest = session.scalars(
-        select(StudyVersion).where(StudyVersion.study_id == study.id).order_by(StudyVersion.version.desc()).limit(1)
-    ).one()
-    if study.deleted_at is not None or latest.deleted:
+    study, latest = _locked_study(session, study_uid)
+    if study is None or latest is None:  # a study row is only ever written with its first version
+        raise ValueError(f"study {study_uid} has no version")
+    if latest.deleted:
         return _outcome("deleted", study, latest, None)
 
     deleted_at = dt.datetime.now(dt.UTC)
@@ -175,24 +165,23 @@ def record_study_deletion(
     version_number = latest.version + 1
     event_id = study_event_id(study_uid, version_number, empty_hash)
     removed = tuple(sorted(latest.content))
-    session.add(
-        StudyVersion(
-            study_id=study.id,
-            version=version_number,
-            content_hash=empty_hash,
-            previous_content_hash=latest.content_hash,
-            number_of_instances=0,
-            content={},
-            added=[],
-            removed=list(removed),
-            changed=[],
-            event_id=uuid.UUID(event_id),
-            run_id=context.run_id,
-            correlation_id=context.correlation_id,
-            trigger=context.trigger,
-            deleted=True,
-        )
+    version = StudyVersion(
+        study_id=study.id,
+        version=version_number,
+        content_hash=empty_hash,
+        previous_content_hash=latest.content_hash,
+        number_of_instances=0,
+        content={},
+        added=[],
+        removed=list(removed),
+        changed=[],
+        event_id=uuid.UUID(event_id),
+        run_id=context.run_id,
+        correlation_id=context.correlation_id,
+        trigger=context.trigger,
+        deleted=True,
     )
+    session.add(version)
     session.execute(delete(Instance).where(Instance.study_id == study.id))
     _refresh_counts(session, study)
     study.current_version = version_number
@@ -218,18 +207,19 @@ def record_study_deletion(
         raw_files=raw_files,
     )
     enqueue_event(session, study_deleted_event(facts, context), study_uid=study_uid, event_date=study.study_date)
-    return VersionOutcome(
-        status="deleted",
-        study_instance_uid=study_uid,
-        version=version_number,
-        content_hash=empty_hash,
-        event_id=event_id,
-        number_of_series=0,
-        number_of_instances=0,
-        added=0,
-        removed=len(removed),
-        changed=0,
-    )
+    return _outcome("deleted", study, version, event_id, ContentDiff(added=(), removed=removed, changed=()))
+
+
+def _locked_study(session: Session, study_uid: str) -> tuple[Study | None, StudyVersion | None]:
+    """The study and its latest version, the study locked until the transaction ends."""
+    lock_study(session, study_uid)
+    study = session.scalars(select(Study).where(Study.study_instance_uid == study_uid).with_for_update()).first()
+    if study is None:
+        return None, None
+    latest = session.scalars(
+        select(StudyVersion).where(StudyVersion.study_id == study.id).order_by(StudyVersion.version.desc()).limit(1)
+    ).first()
+    return study, latest
 
 
 def enqueue_event(session: Session, envelope: EventEnvelope, *, study_uid: str | None, event_date: Any) -> None:
@@ -367,7 +357,7 @@ def _refresh_counts(session: Session, study: Study) -> None:
 
 
 def _outcome(
-    status: Status, study: Study, version: StudyVersion, event_id: str | None, diff: Any = None
+    status: Status, study: Study, version: StudyVersion, event_id: str | None, diff: ContentDiff | None = None
 ) -> VersionOutcome:
     return VersionOutcome(
         status=status,
