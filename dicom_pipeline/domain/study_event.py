@@ -58,9 +58,9 @@ class StudyVersionFacts:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    storage_prefix: str  # the study's folder in the raw store, "<key component>/" (storage/keys.py)
     follows_deletion: bool = False  # the study comes back after Orthanc had deleted it
     warnings: tuple[str, ...] = ()  # what in the study does not conform (kept as found)
-    storage_prefix: str | None = None  # the study's folder in the raw store (storage/keys.py)
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,7 @@ class StudyDeletionFacts:
 
 def study_deleted_event(facts: StudyDeletionFacts, context: StudyEventContext) -> EventEnvelope:
     """`study.deleted`: Orthanc no longer holds the study. No PHI: consumers drop by UID."""
-    payload: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": facts.event_id,
-        "event_type": "study.deleted",
-        "occurred_at": utc_now_iso(),
-        "correlation_id": context.correlation_id,
-        "trigger": context.trigger,
+    body: dict[str, Any] = {
         "study": {
             "study_instance_uid": facts.study_instance_uid,
             "orthanc_id": facts.orthanc_id,
@@ -96,14 +90,7 @@ def study_deleted_event(facts: StudyDeletionFacts, context: StudyEventContext) -
         },
         "raw_files": facts.raw_files,
     }
-    validate_payload("dicom.metadata.v1", payload)
-    return EventEnvelope(
-        event_id=facts.event_id,
-        topic=context.topic,
-        key=facts.study_instance_uid,
-        payload=payload,
-        headers=event_headers(context.correlation_id, "study.deleted"),
-    )
+    return _study_event("study.deleted", facts.event_id, facts.study_instance_uid, body, context)
 
 
 def study_version_event(
@@ -111,13 +98,7 @@ def study_version_event(
 ) -> EventEnvelope:
     """The event of one study version, validated against its published schema."""
     event_type = "study.created" if facts.version == 1 or facts.follows_deletion else "study.updated"
-    payload: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "event_id": facts.event_id,
-        "event_type": event_type,
-        "occurred_at": utc_now_iso(),
-        "correlation_id": context.correlation_id,
-        "trigger": context.trigger,
+    body: dict[str, Any] = {
         "phi_profile": context.phi_profile,
         "study": {
             "study_instance_uid": facts.study_instance_uid,
@@ -160,17 +141,33 @@ def study_version_event(
         ],
         "storage": {
             "backend": context.storage_backend,
-            "location": f"{context.storage_location.rstrip('/')}/"
-            + (facts.storage_prefix or f"{facts.study_instance_uid}/"),
+            "location": f"{context.storage_location.rstrip('/')}/{facts.storage_prefix}",
         },
         "changes": {"added": list(facts.added), "removed": list(facts.removed), "changed": list(facts.changed)},
         "warnings": list(facts.warnings),
     }
+    return _study_event(event_type, facts.event_id, facts.study_instance_uid, body, context)
+
+
+def _study_event(
+    event_type: str, event_id: str, study_uid: str, body: dict[str, Any], context: StudyEventContext
+) -> EventEnvelope:
+    """Every event of the topic: the common head, the type's body, checked against the
+    published schema, keyed by the study so that one partition keeps its events in order."""
+    payload: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "event_type": event_type,
+        "occurred_at": utc_now_iso(),
+        "correlation_id": context.correlation_id,
+        "trigger": context.trigger,
+        **body,
+    }
     validate_payload("dicom.metadata.v1", payload)
     return EventEnvelope(
-        event_id=facts.event_id,
+        event_id=event_id,
         topic=context.topic,
-        key=facts.study_instance_uid,
+        key=study_uid,
         payload=payload,
         headers=event_headers(context.correlation_id, event_type),
     )

@@ -181,6 +181,7 @@ def _facts(version: int, **overrides: object) -> StudyVersionFacts:
         "added": ("1.2.3.1", "1.2.3.2") if version == 1 else ("1.2.3.3",),
         "removed": () if version == 1 else ("1.2.3.1",),
         "changed": (),
+        "storage_prefix": "1.2.826.0.1.3680043.8.498.7/",
     }
     values.update(overrides)
     return StudyVersionFacts(**values)  # type: ignore[arg-type]
@@ -211,6 +212,7 @@ def test_study_event_is_built_in_the_domain_and_valid_for_both_profiles() -> Non
     # An invalid date keeps its raw text; a valid time is typed.
     assert created.payload["study"]["study_date"] == "2024.13.45"
     assert created.payload["study"]["study_time"] == "12:30:00"
+    assert created.payload["storage"]["location"] == "file:///store/1.2.826.0.1.3680043.8.498.7/"
     assert created.headers == {"correlation_id": "corr-1", "event_type": "study.created", "schema_version": "1.1"}
 
     updated = study_version_event(_facts(2), series, _context("minimal"))
