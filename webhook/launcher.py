@@ -27,7 +27,7 @@ from dicom_pipeline.ingestion.requests import (
     mark_launched,
 )
 from dicom_pipeline.logs import bound_correlation_id
-from dicom_pipeline.orthanc.client import OrthancClient
+from dicom_pipeline.orthanc.client import OrthancClient, last_update_of
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger("webhook.launcher")
@@ -135,8 +135,7 @@ def _launch_state(orthanc: OrthancClient, orthanc_id: str) -> str | None:
     """LastUpdate, DELETED when Orthanc has no such study, None when Orthanc cannot say
     (down as well): launch anyway, the run reports why."""
     try:
-        last_update = orthanc.study(orthanc_id).get("LastUpdate")
-        return last_update if isinstance(last_update, str) else None
+        return last_update_of(orthanc.study(orthanc_id))
     except OrthancNotFound:
         return DELETED
     except PipelineError:

@@ -94,10 +94,7 @@ class OrthancClient:
             study = self.study(orthanc_id)
         except OrthancNotFound:
             return None
-        if stable_only and not study.get("IsStable", True):
-            return None
-        value = study.get("LastUpdate")
-        return value if isinstance(value, str) else None
+        return last_update_of(study, stable_only=stable_only)
 
     def study_instances(self, orthanc_id: str) -> list[OrthancInstance]:
         validate_orthanc_id(orthanc_id)
@@ -155,6 +152,14 @@ class OrthancClient:
     def find_studies(self, query: dict[str, str]) -> list[str]:
         result: list[str] = self._post_json("/tools/find", {"Level": "Study", "Query": query, "Expand": False})
         return result
+
+
+def last_update_of(study: dict[str, Any], *, stable_only: bool = False) -> str | None:
+    """LastUpdate of a study as `/studies/{id}` describes it (None while unstable, if asked)."""
+    if stable_only and not study.get("IsStable", True):
+        return None
+    value = study.get("LastUpdate")
+    return value if isinstance(value, str) else None
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:
