@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dicom_pipeline.dicom.header import parse_instance
 from dicom_pipeline.domain.metadata import InstanceRecord, SeriesAttributes, StudyAttributes
-from dicom_pipeline.errors import InvalidDicom
+from dicom_pipeline.errors import InvalidDicom, OrthancNotFound, StudyChangedWhileReading
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.storage.keys import storage_key
 
@@ -23,7 +23,14 @@ def download_and_parse(
     orthanc: OrthancClient, instance: OrthancInstance, staging: Path, study_uid: str
 ) -> ParsedDownload:
     path = staging / f"{instance.orthanc_id}.dcm"
-    downloaded = orthanc.download_instance(instance.orthanc_id, path)
+    try:
+        downloaded = orthanc.download_instance(instance.orthanc_id, path)
+    except OrthancNotFound as exc:
+        # Deleted between the study's listing and this download: the next attempt reads the
+        # study as it is now (and finds it deleted, or smaller).
+        raise StudyChangedWhileReading(
+            f"{exc}; study changed while being read", study_uid=study_uid, instance=instance.orthanc_id
+        ) from exc
     parsed = parse_instance(path, instance=instance.orthanc_id)
     if parsed.study.study_instance_uid != study_uid:
         raise InvalidDicom(

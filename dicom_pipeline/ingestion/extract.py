@@ -53,12 +53,7 @@ def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) 
         staging = runtime.run_staging(run_id) / f"{orthanc_id}-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         try:
-            try:
-                parsed = _download_all(runtime, orthanc, to_download, staging, study_uid)
-            except OrthancNotFound as exc:
-                # Deleted between the listing and its download: the next attempt reads the
-                # study as it is now (and finds it deleted, or smaller).
-                raise StudyChangedWhileReading(f"{exc}; study {orthanc_id} changed while being read") from exc
+            parsed = _download_all(runtime, orthanc, to_download, staging, study_uid)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, PipelineError) and exc.study_uid is None:
