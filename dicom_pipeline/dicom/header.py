@@ -40,19 +40,20 @@ class ParsedHeader:
         # bytes): an invalid value is stored as it was in the file. No copy: same objects.
         self._as_read = {tag: ds.get_item(tag) for tag in ds.keys()}  # noqa: SIM118
 
+    def note(self, issue: str) -> None:
+        """Name an issue once, however often the attribute is read."""
+        if issue not in self.issues:
+            self.issues.append(issue)
+
     def uid(self, keyword: str) -> str:
         uid = read_uid(self.ds.get(keyword), keyword)
         if not uid_conforms(uid):
-            issue = f"{keyword} does not conform to PS3.5 9.1 (kept verbatim)"
-            if issue not in self.issues:
-                self.issues.append(issue)
+            self.note(f"{keyword} does not conform to PS3.5 9.1 (kept verbatim)")
         return uid
 
     def optional_uid(self, keyword: str) -> str | None:
         if not str(self.ds.get(keyword) or "").strip("\x00 "):
-            issue = f"{keyword} is missing"
-            if issue not in self.issues:
-                self.issues.append(issue)
+            self.note(f"{keyword} is missing")
             return None
         return self.uid(keyword)
 
@@ -109,7 +110,7 @@ class ParsedHeader:
                 )
             except Exception as exc:  # noqa: BLE001 - any conversion failure keeps the raw value
                 data[key] = _raw_element_json(self._as_read[tag])
-                self.issues.append(
+                self.note(
                     f"({tag.group:04X},{tag.element:04X}) value invalid for VR {data[key]['vr']} "
                     f"({type(exc).__name__}; raw bytes kept)"
                 )
