@@ -104,6 +104,12 @@ def query(sql: str, **params: Any) -> list[Any]:
         return list(conn.execute(text(sql), params).all())
 
 
+def all_requests_finished(orthanc_id: str) -> bool:
+    """Every webhook request for the study has succeeded or failed (and there is one)."""
+    states = [r[0] for r in query("SELECT status FROM ingestion_request WHERE orthanc_id = :id", id=orthanc_id)]
+    return bool(states) and all(state in ("succeeded", "failed") for state in states)
+
+
 def execute(sql: str, **params: Any) -> int:
     """A committed change (for tests that must clean up after themselves); rows affected."""
     with get_runtime().engine.begin() as conn:

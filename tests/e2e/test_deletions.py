@@ -16,7 +16,7 @@ import pytest
 
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, SystemPool, wait_for
-from tests.helpers import KafkaTap, query, seed_one
+from tests.helpers import KafkaTap, all_requests_finished, query, seed_one
 
 pytestmark = pytest.mark.e2e
 
@@ -43,14 +43,9 @@ def _versions(study_uid: str) -> list[tuple[int, bool, str]]:
     ]
 
 
-def _requests_finished(orthanc_id: str) -> bool:
-    states = [r[0] for r in query("SELECT status FROM ingestion_request WHERE orthanc_id = :id", id=orthanc_id)]
-    return bool(states) and all(state in ("succeeded", "failed") for state in states)
-
-
 def _ingested_by_lua(system: System, orthanc_id: str, study_uid: str) -> None:
     wait_for(lambda: _versions(study_uid), RUN_TIMEOUT, "the OnStableStudy-triggered version")
-    wait_for(lambda: _requests_finished(orthanc_id), RUN_TIMEOUT, "the study request to finish")
+    wait_for(lambda: all_requests_finished(orthanc_id), RUN_TIMEOUT, "the study request to finish")
 
 
 def test_deleting_a_study_in_orthanc_publishes_exactly_one_deletion_event(
@@ -72,7 +67,7 @@ def test_deleting_a_study_in_orthanc_publishes_exactly_one_deletion_event(
     )
     deleted_after = time.monotonic() - started
     messages = events.read(expected=2, timeout=20, key=spec.study_uid)
-    wait_for(lambda: _requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every deletion request to finish")
+    wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every deletion request to finish")
 
     assert [m.value["event_type"] for m in messages] == ["study.deleted"], "exactly one deletion event"
     assert messages[0].value["trigger"] == "orthanc-deletion"
@@ -98,7 +93,7 @@ def test_deleting_one_instance_in_orthanc_makes_version_n_plus_1_listing_it_remo
 
     orthanc.delete(f"/instances/{victim['ID']}").raise_for_status()
     wait_for(lambda: len(_versions(spec.study_uid)) == 2, RUN_TIMEOUT, "version 2")
-    wait_for(lambda: _requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "the deletion request to finish")
+    wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "the deletion request to finish")
 
     assert _versions(spec.study_uid) == [(1, False, "webhook"), (2, False, "orthanc-deletion")]
     created, updated = events.read(expected=3, timeout=15, key=spec.study_uid)
@@ -124,7 +119,7 @@ def test_a_study_deleted_while_its_ingestion_runs_ends_as_orthanc_has_it(
         "the OnStableStudy run to be launched",
     )
     orthanc.delete(f"/studies/{seeded.orthanc_id}").raise_for_status()
-    wait_for(lambda: _requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every request to finish")
+    wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every request to finish")
     wait_for(
         lambda: all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in system.study_runs(seeded.orthanc_id)),
         RUN_TIMEOUT,

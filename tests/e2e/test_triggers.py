@@ -14,7 +14,7 @@ import pytest
 
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, SystemPool, wait_for
-from tests.helpers import KafkaTap, query, seed_one, wait_for_stable
+from tests.helpers import KafkaTap, all_requests_finished, query, seed_one, wait_for_stable
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +30,6 @@ def _versions(study_uid: str) -> list[tuple[int, str, str]]:
             uid=study_uid,
         )
     ]
-
-
-def _all_requests_finished(orthanc_id: str) -> bool:
-    states = [r[0] for r in query("SELECT status FROM ingestion_request WHERE orthanc_id = :id", id=orthanc_id)]
-    return bool(states) and all(state in ("succeeded", "failed") for state in states)
 
 
 def _auth(settings: Settings) -> dict[str, str]:
@@ -111,7 +106,7 @@ def test_webhook_path_alone_ingests_a_seeded_study(
     # Orthanc's OnStableStudy Lua script is the only caller here.
     wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "the webhook-triggered version")
     assert _versions(spec.study_uid)[0][:2] == (1, "webhook")
-    wait_for(lambda: _all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "the webhook request to finish")
+    wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "the webhook request to finish")
     message = events.read(expected=1, key=spec.study_uid)[0]
     request = query(
         "SELECT correlation_id FROM ingestion_request WHERE orthanc_id = :id AND status = 'succeeded'",
@@ -152,7 +147,7 @@ def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
 
     wait_for(lambda: _versions(spec.study_uid), RUN_TIMEOUT, "a version")
     # Let every launched run (10 webhook, 1 Lua, 1 sensor) finish before counting.
-    wait_for(lambda: _all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT * 2, "all webhook requests to finish")
+    wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT * 2, "all webhook requests to finish")
     assert [v[0] for v in _versions(spec.study_uid)] == [1]
     assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
 
@@ -194,7 +189,7 @@ def test_caller_correlation_id_travels_to_run_rows_event_and_logs_while_lua_and_
         RUN_TIMEOUT,
         "Orthanc's own webhook call",
     )
-    wait_for(lambda: _all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every request to finish")
+    wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every request to finish")
     time.sleep(12)  # two sensor ticks past the StableStudy change
 
     messages = events.read(expected=2, timeout=15, key=spec.study_uid)
