@@ -10,9 +10,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import get_args
 
+from dicom_pipeline.db.repository import Status
 from dicom_pipeline.domain.identifiers import new_correlation_id
-from dicom_pipeline.ingestion.study import IngestStudy, StudyResult, ingest_study
+from dicom_pipeline.ingestion.study import ABSENT, IngestStudy, StudyResult, ingest_study
 from dicom_pipeline.runtime import Runtime
 
 
@@ -27,10 +29,8 @@ class BatchReport:
             self.failures.append(result)
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            key: self.counts.get(key, 0)
-            for key in ("created", "updated", "unchanged", "superseded", "deleted", "failed")
-        }
+        # Every status a study can end in, so the counts always add up to the studies found.
+        return {key: self.counts.get(key, 0) for key in (*get_args(Status), ABSENT, "failed")}
 
 
 def ingest_studies(
