@@ -8,8 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError as TransportError
 
 from dicom_pipeline.domain.identifiers import validate_orthanc_id
 from dicom_pipeline.errors import OrthancError, OrthancNotFound, OrthancUnavailable
@@ -34,15 +36,25 @@ class DownloadedFile:
 
 
 class OrthancClient:
+    """urllib3, not httpx: a file is read with `readinto` into one reused buffer, in C, where
+    httpx parses it in 64 KiB pieces in Python; that was 2.5x the CPU per instance, and
+    ingestion is CPU-bound (bench/RESULTS.md, 2026-11-29). Thread-safe: the download
+    threads share one connection pool, connections kept alive."""
+
     def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            auth=(username, password),
-            # Orthanc gzips responses when asked; DICOM pixel data barely compresses, so
-            # identity encoding is several times faster for files (see local-services.md).
-            headers={"Accept-Encoding": "identity"},
-            timeout=httpx.Timeout(timeout, connect=5.0),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        self._base_url = base_url.rstrip("/")
+        self._http = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=32,
+            headers={
+                **urllib3.make_headers(basic_auth=f"{username}:{password}"),
+                # Orthanc gzips responses when asked; DICOM pixel data barely compresses, so
+                # identity encoding is several times faster for files (see local-services.md).
+                "Accept-Encoding": "identity",
+            },
+            timeout=urllib3.Timeout(connect=5.0, read=timeout),
+            # Retrying is the retry policy's decision (it knows which step and how often).
+            retries=False,
         )
 
     @classmethod
@@ -55,7 +67,7 @@ class OrthancClient:
         )
 
     def close(self) -> None:
-        self._http.close()
+        self._http.clear()
 
     def __enter__(self) -> OrthancClient:
         return self
@@ -65,14 +77,17 @@ class OrthancClient:
 
     def _request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+            response = self._http.request(method, self._base_url + path, **kwargs)
+        except TransportError as exc:
             raise OrthancUnavailable(f"Orthanc unreachable for {method} {path}: {type(exc).__name__}") from exc
-        _raise_for_status(response, f"{method} {path}")
-        return response.json()
+        _raise_for_status(response.status, f"{method} {path}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise OrthancError(f"Orthanc answered {method} {path} with a body that is not JSON") from exc
 
     def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return self._request_json("GET", path, params=params)
+        return self._request_json("GET", f"{path}?{urlencode(params)}" if params else path)
 
     def _post_json(self, path: str, body: Any) -> Any:
         return self._request_json("POST", path, json=body)
@@ -113,19 +128,28 @@ class OrthancClient:
     def download_instance(self, orthanc_id: str, destination: Path) -> DownloadedFile:
         """Stream the raw file to disk, hashing as it streams; memory stays at one chunk."""
         validate_orthanc_id(orthanc_id)
+        path = f"/instances/{orthanc_id}/file"
         digest = hashlib.sha256()
         size = 0
+        buffer = memoryview(bytearray(CHUNK_SIZE))
         try:
-            with self._http.stream("GET", f"/instances/{orthanc_id}/file") as response:
-                _raise_for_status(response, f"GET /instances/{orthanc_id}/file")
+            # A body shorter than its Content-Length raises (urllib3 enforces it): a
+            # truncated file is never hashed and stored as if whole.
+            response = self._http.request("GET", self._base_url + path, preload_content=False, decode_content=False)
+            try:
+                _raise_for_status(response.status, f"GET {path}")
                 with open(destination, "wb") as out:
-                    for chunk in response.iter_raw(CHUNK_SIZE):
+                    while count := response.readinto(buffer):
+                        chunk = buffer[:count]
                         digest.update(chunk)
                         out.write(chunk)
-                        size += len(chunk)
+                        size += count
                     # No fsync here: staging is scratch space. The raw store fsyncs the
                     # object (a hard link to this very file) before the version is recorded.
-        except httpx.TransportError as exc:
+            finally:
+                response.drain_conn()
+                response.release_conn()
+        except TransportError as exc:
             destination.unlink(missing_ok=True)
             raise OrthancUnavailable(
                 f"download of instance {orthanc_id} failed: {type(exc).__name__}", instance=orthanc_id
@@ -162,14 +186,14 @@ def last_update_of(study: dict[str, Any], *, stable_only: bool = False) -> str |
     return value if isinstance(value, str) else None
 
 
-def _raise_for_status(response: httpx.Response, what: str) -> None:
-    if response.status_code < 400:
+def _raise_for_status(status: int, what: str) -> None:
+    if status < 400:
         return
-    if response.status_code >= 500:
-        raise OrthancUnavailable(f"Orthanc answered {response.status_code} to {what}")
-    if response.status_code == 404:
+    if status >= 500:
+        raise OrthancUnavailable(f"Orthanc answered {status} to {what}")
+    if status == 404:
         raise OrthancNotFound(f"Orthanc has no such resource ({what} -> 404)")
-    raise OrthancError(f"Orthanc refused {what} with HTTP {response.status_code}")
+    raise OrthancError(f"Orthanc refused {what} with HTTP {status}")
 
 
 @contextmanager
