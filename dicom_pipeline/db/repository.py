@@ -329,16 +329,20 @@ def _upsert_instances(
         }
         for record in extracted.new_records
     ]
-    # Batches keep each statement's parameter count well under PostgreSQL's limit.
-    for start in range(0, len(rows), 500):
-        statement = insert(Instance).values(rows[start : start + 500])
-        updatable = [key for key in rows[0] if key not in ("study_id", "sop_instance_uid", "first_version")]
-        session.execute(
-            statement.on_conflict_do_update(
-                constraint="uq_instance_study_id",
-                set_={key: statement.excluded[key] for key in updatable} | {"updated_at": func.now()},
-            )
-        )
+    if not rows:
+        return
+    # One statement, many parameter sets: SQLAlchemy compiles it once (cached) and sends
+    # the rows in multi-row batches ("insertmanyvalues"); building one VALUES clause of
+    # thousands of bound parameters instead cost more than PostgreSQL's work.
+    statement = insert(Instance)
+    updatable = [key for key in rows[0] if key not in ("study_id", "sop_instance_uid", "first_version")]
+    session.execute(
+        statement.on_conflict_do_update(
+            constraint="uq_instance_study_id",
+            set_={key: statement.excluded[key] for key in updatable} | {"updated_at": func.now()},
+        ),
+        rows,
+    )
 
 
 def _refresh_counts(session: Session, study: Study) -> None:
