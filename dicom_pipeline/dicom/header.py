@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from dicom_pipeline.dicom.json_model import element_json, pydicom_defaults
 from dicom_pipeline.dicom.values import clean_text, parse_da, parse_tm, to_int
 from dicom_pipeline.domain.identifiers import read_uid, uid_conforms
 from dicom_pipeline.domain.metadata import SeriesAttributes, StudyAttributes
@@ -38,7 +40,26 @@ class ParsedHeader:
         self.issues: list[str] = issues if issues is not None else []
         # The elements as read, before any is converted (conversion replaces the file's
         # bytes): an invalid value is stored as it was in the file. No copy: same objects.
-        self._as_read = {tag: ds.get_item(tag) for tag in ds.keys()}  # noqa: SIM118
+        self._as_read: dict[int, DataElement | RawDataElement] = {tag: ds.get_item(tag) for tag in ds.keys()}  # noqa: SIM118
+        self._plain = pydicom_defaults()
+
+    def get(self, keyword: str) -> Any:
+        """The value `Dataset.get(keyword)` gives (its empty value when empty): read
+        from the bytes in the plain cases (json_model), which costs a fifth of pydicom's
+        conversion, else pydicom's."""
+        raw = self._as_read.get(tag_for_keyword(keyword) or -1)
+        if raw is None:
+            return None
+        if self._plain and isinstance(raw, RawDataElement):
+            fast = element_json(raw, bulk_threshold=BULK_DATA_THRESHOLD, bulk_uri=BULK_OMITTED_URI)
+            if fast is not None and "InlineBinary" not in fast and "BulkDataURI" not in fast:
+                values = fast.get("Value")
+                if not values:
+                    return empty_value_for_VR(fast["vr"])
+                if fast["vr"] == "PN":
+                    values = [name["Alphabetic"] for name in values]
+                return values[0] if len(values) == 1 else values
+        return self.ds.get(keyword)
 
     def note(self, issue: str) -> None:
         """Name an issue once, however often the attribute is read."""
@@ -46,41 +67,39 @@ class ParsedHeader:
             self.issues.append(issue)
 
     def uid(self, keyword: str) -> str:
-        uid = read_uid(self.ds.get(keyword), keyword)
+        uid = read_uid(self.get(keyword), keyword)
         if not uid_conforms(uid):
             self.note(f"{keyword} does not conform to PS3.5 9.1 (kept verbatim)")
         return uid
 
     def optional_uid(self, keyword: str) -> str | None:
-        if not str(self.ds.get(keyword) or "").strip("\x00 "):
+        if not str(self.get(keyword) or "").strip("\x00 "):
             self.note(f"{keyword} is missing")
             return None
         return self.uid(keyword)
 
     def study(self) -> StudyAttributes:
-        ds = self.ds
         return StudyAttributes(
             study_instance_uid=self.uid("StudyInstanceUID"),
-            patient_id=clean_text(ds.get("PatientID")),
-            patient_name=clean_text(ds.get("PatientName")),
-            patient_birth_date=parse_da(ds.get("PatientBirthDate")),
-            patient_sex=clean_text(ds.get("PatientSex")),
-            accession_number=clean_text(ds.get("AccessionNumber")),
-            study_date=parse_da(ds.get("StudyDate")),
-            study_time=parse_tm(ds.get("StudyTime")),
-            study_description=clean_text(ds.get("StudyDescription")),
-            referring_physician_name=clean_text(ds.get("ReferringPhysicianName")),
-            specific_character_set=_charset(ds),
+            patient_id=clean_text(self.get("PatientID")),
+            patient_name=clean_text(self.get("PatientName")),
+            patient_birth_date=parse_da(self.get("PatientBirthDate")),
+            patient_sex=clean_text(self.get("PatientSex")),
+            accession_number=clean_text(self.get("AccessionNumber")),
+            study_date=parse_da(self.get("StudyDate")),
+            study_time=parse_tm(self.get("StudyTime")),
+            study_description=clean_text(self.get("StudyDescription")),
+            referring_physician_name=clean_text(self.get("ReferringPhysicianName")),
+            specific_character_set=_charset(self.get("SpecificCharacterSet")),
         )
 
     def series(self) -> SeriesAttributes:
-        ds = self.ds
         return SeriesAttributes(
             series_instance_uid=self.uid("SeriesInstanceUID"),
-            modality=clean_text(ds.get("Modality")),
-            series_number=to_int(ds.get("SeriesNumber")),
-            series_description=clean_text(ds.get("SeriesDescription")),
-            body_part_examined=clean_text(ds.get("BodyPartExamined")),
+            modality=clean_text(self.get("Modality")),
+            series_number=to_int(self.get("SeriesNumber")),
+            series_description=clean_text(self.get("SeriesDescription")),
+            body_part_examined=clean_text(self.get("BodyPartExamined")),
         )
 
     def instance_attributes(self) -> dict[str, Any]:
@@ -89,11 +108,11 @@ class ParsedHeader:
         transfer_syntax = meta.get("TransferSyntaxUID") if meta is not None else None
         return {
             "sop_class_uid": self.optional_uid("SOPClassUID"),
-            "instance_number": to_int(ds.get("InstanceNumber")),
+            "instance_number": to_int(self.get("InstanceNumber")),
             "transfer_syntax_uid": str(transfer_syntax) if transfer_syntax else None,
-            "rows": to_int(ds.get("Rows")),
-            "columns": to_int(ds.get("Columns")),
-            "number_of_frames": to_int(ds.get("NumberOfFrames")) or (1 if "Rows" in ds else None),
+            "rows": to_int(self.get("Rows")),
+            "columns": to_int(self.get("Columns")),
+            "number_of_frames": to_int(self.get("NumberOfFrames")) or (1 if "Rows" in ds else None),
         }
 
     def dicom_json(self) -> dict[str, Any]:
@@ -102,19 +121,29 @@ class ParsedHeader:
         its VR keeps its raw bytes (`InlineBinary`) and is named in `issues`, instead of
         failing the instance."""
         data: dict[str, Any] = {}
+        plain = pydicom_defaults()
         for tag in self.ds.keys():  # noqa: SIM118 - iterating a Dataset yields elements
             key = f"{tag:08X}"
+            raw = self._as_read[tag]
+            if plain and isinstance(raw, RawDataElement):
+                # The plain cases straight from the bytes (~10x faster); None: pydicom's way.
+                fast = element_json(raw, bulk_threshold=BULK_DATA_THRESHOLD, bulk_uri=BULK_OMITTED_URI)
+                if fast is not None:
+                    data[key] = fast
+                    continue
             try:
-                data[key] = self.ds[tag].to_json_dict(
-                    bulk_data_element_handler=_omit_bulk_data, bulk_data_threshold=BULK_DATA_THRESHOLD
+                data[key] = _without_nul(
+                    self.ds[tag].to_json_dict(
+                        bulk_data_element_handler=_omit_bulk_data, bulk_data_threshold=BULK_DATA_THRESHOLD
+                    )
                 )
             except Exception as exc:  # noqa: BLE001 - any conversion failure keeps the raw value
-                data[key] = _raw_element_json(self._as_read[tag])
+                data[key] = _without_nul(_raw_element_json(self._as_read[tag]))
                 self.note(
                     f"({tag.group:04X},{tag.element:04X}) value invalid for VR {data[key]['vr']} "
                     f"({type(exc).__name__}; raw bytes kept)"
                 )
-        return _without_nul(data)
+        return data
 
 
 def _omit_bulk_data(element: DataElement) -> str:
@@ -129,8 +158,7 @@ def _raw_element_json(element: DataElement | RawDataElement) -> dict[str, Any]:
     return {"vr": vr, "Value": [str(value)]}
 
 
-def _charset(ds: Dataset) -> str | None:
-    value = ds.get("SpecificCharacterSet")
+def _charset(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str)):

@@ -13,6 +13,7 @@ from dicom_pipeline.errors import InvalidIdentifier
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # A non-conforming UID found in a file is kept verbatim (Orthanc keeps it so); only what no
@@ -35,7 +36,7 @@ def read_uid(value: object, attribute: str) -> str:
     text = value.strip("\x00 ")
     if len(text) > MAX_UID_LENGTH:
         raise InvalidIdentifier(f"{attribute} is longer than {MAX_UID_LENGTH} characters")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+    if _CONTROL.search(text):
         raise InvalidIdentifier(f"{attribute} contains control characters")
     return text
 
