@@ -53,7 +53,7 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 @contextmanager
-def bound_correlation_id(correlation_id: str) -> Iterator[None]:
+def bound_correlation_id(correlation_id: str | None) -> Iterator[None]:
     token = correlation_id_var.set(correlation_id)
     try:
         yield

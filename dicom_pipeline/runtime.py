@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from dicom_pipeline.db.engine import engine_for, upgrade_schema
 from dicom_pipeline.domain.events import StudyEventContext
 from dicom_pipeline.errors import PermanentError
+from dicom_pipeline.ingestion.readers import InstanceReaders
 from dicom_pipeline.kafka.producer import EventProducer
 from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.settings import Settings, get_settings
@@ -35,6 +36,13 @@ class Runtime:
     @cached_property
     def producer(self) -> EventProducer:
         return EventProducer.from_settings(self.settings)
+
+    @cached_property
+    def instance_readers(self) -> InstanceReaders | None:
+        """Reader processes for this process's runs (None: threads of this process read);
+        started by the first study that needs them, then kept warm."""
+        processes = self.settings.reader_processes
+        return InstanceReaders(self.settings, processes) if processes > 0 else None
 
     def orthanc(self) -> OrthancClient:
         return OrthancClient.from_settings(self.settings)

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     # Ingestion.
     download_concurrency: int = Field(default=4, ge=1, le=64)
+    # Processes that read instances (download, hash, parse) for each run process, kept warm
+    # (0: DOWNLOAD_CONCURRENCY threads of the run's process). README, "Throughput".
+    reader_processes: int = Field(default=2, ge=0, le=64)
     backfill_concurrency: int = Field(default=4, ge=1, le=64)
     backfill_start_date: str = Field(default="2000-01-01", pattern=r"^\d{4}-\d{2}-\d{2}$")
     event_phi_profile: Literal["full", "minimal"] = "full"

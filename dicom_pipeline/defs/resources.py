@@ -76,6 +76,7 @@ class PipelineSettingsResource(dg.ConfigurableResource):
     event_phi_profile: str = "full"
     phi_hash_key: str = ""
     download_concurrency: int = 4
+    reader_processes: int = 2
     backfill_concurrency: int = 4
     run_heartbeat_seconds: float = 10.0
     run_dead_after_seconds: float = 60.0
@@ -180,6 +181,7 @@ _PARTS: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
             "event_phi_profile": "event_phi_profile",
             "phi_hash_key": "phi_hash_key",
             "download_concurrency": "download_concurrency",
+            "reader_processes": "reader_processes",
             "backfill_concurrency": "backfill_concurrency",
             "run_heartbeat_seconds": "run_heartbeat_seconds",
             "run_dead_after_seconds": "run_dead_after_seconds",

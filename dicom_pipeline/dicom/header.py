@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,6 @@ from dicom_pipeline.dicom.values import clean_text, parse_da, parse_tm, to_int
 from dicom_pipeline.domain.identifiers import read_uid, uid_conforms
 from dicom_pipeline.domain.metadata import SeriesAttributes, StudyAttributes
 from dicom_pipeline.errors import InvalidDicom, InvalidIdentifier
-
-log = logging.getLogger(__name__)
 
 # Elements larger than this with a binary VR are bulk data: left out of the JSON header,
 # replaced by a BulkDataURI that says so (PS3.18 F.2.2 allows either).
@@ -236,9 +233,6 @@ def parse_instance(path: Path, *, instance: str) -> ParsedInstance:
             attributes=header.instance_attributes(),
             dicom_json=header.dicom_json(),
         )
-        if header.issues:
-            # No values in the issues: they are safe to log.
-            log.warning("instance kept with issues", extra={"instance": instance, "issues": header.issues})
         return replace(parsed, issues=tuple(header.issues))
     except InvalidDicom as exc:
         exc.instance = exc.instance or instance

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from dicom_pipeline.domain.metadata import InstanceRecord, SeriesAttributes, Stu
 from dicom_pipeline.errors import InvalidDicom, OrthancNotFound, StudyChangedWhileReading
 from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.storage.keys import storage_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ def download_and_parse(
             f"{exc}; study changed while being read", study_uid=study_uid, instance=instance.orthanc_id
         ) from exc
     parsed = parse_instance(path, instance=instance.orthanc_id)
+    if parsed.issues:
+        # No values in the issues: they are safe to log.
+        log.warning("instance kept with issues", extra={"instance": instance.orthanc_id, "issues": parsed.issues})
     if parsed.study.study_instance_uid != study_uid:
         raise InvalidDicom(
             f"instance {instance.orthanc_id} has StudyInstanceUID {parsed.study.study_instance_uid}, "

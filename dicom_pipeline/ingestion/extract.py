@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from dicom_pipeline.db.engine import transaction
@@ -22,6 +22,10 @@ from dicom_pipeline.orthanc.client import OrthancClient, OrthancInstance
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# A study this big starts the instance readers (once per process); smaller ones are read
+# by threads of the run's process until then.
+READERS_MIN_INSTANCES = 16
 
 
 def extract_study(runtime: Runtime, orthanc_id: str, run_id: str | None = None) -> ExtractedStudy:
@@ -96,21 +100,26 @@ def _reuse(instance: OrthancInstance, previous: KnownInstance) -> InstanceRecord
 def _download_all(
     runtime: Runtime, orthanc: OrthancClient, instances: list[OrthancInstance], staging: Path, study_uid: str
 ) -> list[ParsedDownload]:
-    """Threads, not processes: runs execute inside Celery's pool processes, which are
-    daemonic and cannot start multiprocessing children. Several runs (one per worker
-    process) use the cores side by side."""
+    """In the reader processes (ingestion.readers: pydicom holds the GIL, so threads share
+    one core) once a study is big enough to be worth starting them, or they are up; else
+    in threads of this process. Either way at most a fixed number of files in flight."""
     if not instances:
         return []
-    pool = ThreadPoolExecutor(max_workers=runtime.settings.download_concurrency, thread_name_prefix="download")
-    # Bounded: at most `concurrency` files in flight, each streamed in 1 MiB chunks.
-    with pool:
-        futures = [pool.submit(download_and_parse, orthanc, i, staging, study_uid) for i in instances]
-        _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in futures:
-            if future.done() and not future.cancelled():
-                error = future.exception()
-                if error is not None:
-                    raise error
-        return [future.result() for future in futures]
+    readers = runtime.instance_readers
+    if readers is not None and (readers.started or len(instances) >= READERS_MIN_INSTANCES):
+        return _all_or_first_error([readers.submit(i, staging, study_uid) for i in instances])
+    with ThreadPoolExecutor(max_workers=runtime.settings.download_concurrency, thread_name_prefix="download") as pool:
+        return _all_or_first_error([pool.submit(download_and_parse, orthanc, i, staging, study_uid) for i in instances])
+
+
+def _all_or_first_error(futures: list[Future[ParsedDownload]]) -> list[ParsedDownload]:
+    """Every result in order, or the first failure with the rest cancelled."""
+    _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for future in pending:
+        future.cancel()
+    for future in futures:
+        if future.done() and not future.cancelled():
+            error = future.exception()
+            if error is not None:
+                raise error
+    return [future.result() for future in futures]
