@@ -48,7 +48,9 @@ class SeededBigStudy:
     bytes_total: int
 
 
-def seed_ct_study(settings: Settings, instances: int, seed: int, rows: int = 512) -> SeededBigStudy:
+def seed_ct_study(
+    settings: Settings, instances: int, seed: int, rows: int = 512, study_date: dt.date | None = None
+) -> SeededBigStudy:
     """One CT series of `instances` images of rows x rows x 16 bit (512 -> ~512 KB each)."""
     plan = SeedPlan(
         studies=1,
@@ -58,6 +60,7 @@ def seed_ct_study(settings: Settings, instances: int, seed: int, rows: int = 512
         rows=rows,
         columns=rows,
         seed=seed,
+        dates=(study_date,) if study_date else (),
     )
     spec: StudySpec = plan_studies(plan)[0]
     total = 0

@@ -8,10 +8,21 @@ import time
 from bench.archive import backfill_rate, reconcile_cost, sensor_tick
 from bench.common import record
 from bench.daemon import idle_relay_runs, latency, sustained
-from bench.throughput import memory, throughput
+from bench.throughput import backfill_throughput, memory, run_throughput, throughput
 from dicom_pipeline.settings import get_settings
 
-SECTIONS = ("throughput", "memory", "backfill", "sensor", "reconcile", "idle", "latency", "sustained")
+SECTIONS = (
+    "throughput",
+    "run",
+    "backfill-large",
+    "memory",
+    "backfill",
+    "sensor",
+    "reconcile",
+    "idle",
+    "latency",
+    "sustained",
+)
 
 
 def show(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -40,6 +51,10 @@ def main() -> None:
     if "throughput" in chosen:
         throughput_rows, figures = throughput(settings, 120 if quick else 600, seed)
         rows += show(throughput_rows)
+    if "run" in chosen:
+        rows += show(run_throughput(settings, 120 if quick else 600, seed + 500))
+    if "backfill-large" in chosen:
+        rows += show(backfill_throughput(settings, 4, 60 if quick else 150, seed + 600))
     if "memory" in chosen:
         rows += show(memory(settings, [100, 400] if quick else [500, 2000], seed))
     if "backfill" in chosen:

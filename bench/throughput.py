@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -10,10 +11,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import dagster as dg
 from dicom_pipeline_dev.seed.runner import orthanc_client
 
+from bench.archive import backfill_job
 from bench.common import SeededBigStudy, seed_ct_study
 from dicom_pipeline.settings import Settings
+from tests.e2e.system import System, running_system
+from tests.helpers import clear_change_log
 
 
 def curl_download(settings: Settings, study: SeededBigStudy) -> float:
@@ -64,7 +69,11 @@ def throughput(settings: Settings, instances: int, seed: int) -> tuple[list[tupl
             f"{pipeline['seconds']:.2f} s = {pipeline_rate:.0f} MB/s",
         ),
         ("pipeline / curl", f"{pipeline_rate / curl_rate:.2f} (target >= 0.5)"),
-        (f"peak RSS ingesting {megabytes:.0f} MB", f"{pipeline['peak_rss_mb']:.0f} MB"),
+        (
+            f"peak RSS ingesting {megabytes:.0f} MB",
+            f"{pipeline['peak_rss_mb']:.0f} MB (each reader {pipeline['readers_peak_rss_mb']:.0f} MB, "
+            f"all processes {pipeline['total_peak_rss_mb']:.0f} MB)",
+        ),
     ]
     return rows, {"megabytes": megabytes, "peak_rss_mb": pipeline["peak_rss_mb"], "ratio": pipeline_rate / curl_rate}
 
@@ -79,8 +88,85 @@ def memory(settings: Settings, sizes: list[int], seed: int) -> list[tuple[str, s
         rows.append(
             (
                 f"peak RSS ingesting {study.bytes_total / 1e6:.0f} MB ({instances} instances)",
-                f"{result['peak_rss_mb']:.0f} MB in {result['seconds']:.1f} s",
+                f"{result['peak_rss_mb']:.0f} MB in {result['seconds']:.1f} s "
+                f"(each reader {result['readers_peak_rss_mb']:.0f} MB)",
             )
         )
     rows.append(("peak RSS growth, largest vs smallest", f"x{peaks[-1] / peaks[0]:.2f} (target: flat, < 300 MB)"))
     return rows
+
+
+def run_throughput(settings: Settings, instances: int, seed: int) -> list[tuple[str, str]]:
+    """The study's own Dagster run (RUN_START -> RUN_SUCCESS) in a warm Celery worker, as in
+    `make dev`: Orthanc's Lua script notices the stable study and calls the webhook. One
+    worker process, warmed by a first study big enough to start its instance readers."""
+    clear_change_log(settings)
+    with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=False) as system:
+        system.start_worker("w1", concurrency=1)
+        system.start_dagster()
+        system.start_webhook()
+        warm = seed_ct_study(settings, 20, seed + 1, rows=64)
+        _succeeded(system, warm, timeout=180)
+        study = seed_ct_study(settings, instances, seed)
+        runs = _succeeded(system, study, timeout=600)
+        seconds = float(runs[0]["endTime"]) - float(runs[0]["startTime"])  # type: ignore[arg-type]
+        curl_best = min(curl_download(settings, study), curl_download(settings, study))
+    megabytes = study.bytes_total / 1e6
+    curl_rate, run_rate = megabytes / curl_best, megabytes / seconds
+    return [
+        (f"curl download, {instances} instances (best of 2)", f"{curl_best:.2f} s = {curl_rate:.0f} MB/s"),
+        ("ingest_study run in a warm worker (RUN_START -> RUN_SUCCESS)", f"{seconds:.2f} s = {run_rate:.0f} MB/s"),
+        ("run / curl", f"{run_rate / curl_rate:.2f} (target >= 0.5)"),
+    ]
+
+
+def backfill_throughput(settings: Settings, studies: int, instances: int, seed: int) -> list[tuple[str, str]]:
+    """A Study Date partition holding `studies` large studies, ingested one after another
+    (BACKFILL_CONCURRENCY=1) and side by side (4), on studies of the same size; both after
+    a warm-up partition, so the instance readers are up."""
+    base = dt.date(1990, 1, 1) + dt.timedelta(days=(seed % 3000) * 3)
+    rows: list[tuple[str, str]] = []
+    seconds: dict[int, float] = {}
+    megabytes = 0.0
+    last: SeededBigStudy | None = None
+    for offset, concurrency in enumerate((1, 4)):
+        day = base + dt.timedelta(days=offset + 1)
+        configured = settings.model_copy(update={"backfill_concurrency": concurrency})
+        job = backfill_job(configured)
+        instance = dg.DagsterInstance.ephemeral()
+        seed_ct_study(settings, 20, seed + 50 + offset, rows=64, study_date=base)
+        job.execute_in_process(partition_key=base.isoformat(), instance=instance)  # warm-up
+        seeded = [
+            seed_ct_study(settings, instances, seed + 100 * (offset + 1) + k, study_date=day) for k in range(studies)
+        ]
+        megabytes = sum(s.bytes_total for s in seeded) / 1e6
+        started = time.perf_counter()
+        result = job.execute_in_process(partition_key=day.isoformat(), instance=instance)
+        seconds[concurrency] = time.perf_counter() - started
+        counts = result.output_for_node("ingest_study_date")
+        if counts.get("created") != studies:
+            raise RuntimeError(f"backfill of {day} created {counts}, expected {studies}")
+        last = seeded[-1]
+    assert last is not None
+    curl_rate = last.bytes_total / 1e6 / min(curl_download(settings, last), curl_download(settings, last))
+    for concurrency, label in ((1, "one after another"), (4, "side by side (4)")):
+        rate = megabytes / seconds[concurrency]
+        rows.append(
+            (
+                f"backfill partition of {studies} x {instances} instances ({megabytes:.0f} MB), {label}",
+                f"{seconds[concurrency]:.2f} s = {rate:.0f} MB/s = {rate / curl_rate:.2f} x curl",
+            )
+        )
+    rows.append(("side by side / one after another (time)", f"{seconds[4] / seconds[1]:.2f} (target <= 1)"))
+    return rows
+
+
+def _succeeded(system: System, study: SeededBigStudy, timeout: float) -> list[dict[str, object]]:
+    """The study's successful run(s), once there is one (Lua -> webhook -> daemon -> worker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [run for run in system.study_runs(study.orthanc_id) if run["status"] == "SUCCESS"]
+        if runs:
+            return runs
+        time.sleep(1)
+    raise RuntimeError(f"no successful run of study {study.orthanc_id} within {timeout:.0f} s")
