@@ -113,10 +113,12 @@ def _download_all(
 
 
 def _all_or_first_error(futures: list[Future[ParsedDownload]]) -> list[ParsedDownload]:
-    """Every result in order, or the first failure with the rest cancelled."""
+    """Every result in order, or the first failure with the rest cancelled, once none is
+    running any more (the caller then removes the staging folder they write into)."""
     _, pending = wait(futures, return_when=FIRST_EXCEPTION)
     for future in pending:
         future.cancel()
+    wait(futures)
     for future in futures:
         if future.done() and not future.cancelled():
             error = future.exception()
