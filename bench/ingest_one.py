@@ -9,10 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
-
-from dicom_pipeline.local_runs import ingest_in_process
-
 
 def descendants_peak_kb() -> list[int]:
     """Peak resident memory (VmHWM) of every live descendant: the instance readers and the
@@ -40,6 +36,12 @@ def descendants_peak_kb() -> list[int]:
 
 
 def main() -> None:
+    # Imported here, not at the top: the instance readers import the main module, and
+    # should weigh what they weigh under a worker, not carry Dagster for the benchmark.
+    import dagster as dg
+
+    from dicom_pipeline.local_runs import ingest_in_process
+
     orthanc_id = sys.argv[1]
     started = time.perf_counter()
     summary = ingest_in_process(orthanc_id, trigger="bench", instance=dg.DagsterInstance.ephemeral())
