@@ -107,7 +107,7 @@ def _download_all(
         return []
     readers = runtime.instance_readers
     if readers is not None and (readers.started or len(instances) >= READERS_MIN_INSTANCES):
-        return _all_or_first_error([readers.submit(i, staging, study_uid) for i in instances])
+        return _all_or_first_error(readers.read_study(instances, staging, study_uid))
     with ThreadPoolExecutor(max_workers=runtime.settings.download_concurrency, thread_name_prefix="download") as pool:
         return _all_or_first_error([pool.submit(download_and_parse, orthanc, i, staging, study_uid) for i in instances])
 

@@ -59,6 +59,7 @@ class InstanceReaders:
         self._executor: ProcessPoolExecutor | None = None
         self._lifeline: Connection | None = None
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
 
     @property
     def started(self) -> bool:
@@ -73,6 +74,16 @@ class InstanceReaders:
         """The reader processes' ids (for operators and tests); empty until started."""
         executor = self._executor
         return sorted(executor._processes or {}) if executor is not None else []
+
+    def read_study(
+        self, instances: list[OrthancInstance], staging: Path, study_uid: str
+    ) -> list[Future[ParsedDownload]]:
+        """Queue every instance of one study at once, behind the studies queued before it.
+        Readers take work first come, first served, so studies read side by side (a
+        backfill) finish one after another, and one study's storing and persisting overlaps
+        the next one's reading instead of all of them waiting for the same last files."""
+        with self._queue_lock:
+            return [self.submit(instance, staging, study_uid) for instance in instances]
 
     def submit(self, instance: OrthancInstance, staging: Path, study_uid: str) -> Future[ParsedDownload]:
         """`download_and_parse` of one instance in a reader. A reader's death fails the
