@@ -93,7 +93,8 @@ class InstanceReaders:
         answer: Future[ParsedDownload] = Future()
         try:
             work = executor.submit(_read, instance, staging, study_uid, correlation_id_var.get())
-        except BrokenProcessPool as exc:
+        except (BrokenProcessPool, RuntimeError) as exc:
+            # Broken, or shut down by another thread that saw a reader die a moment ago.
             self._discard(executor)
             raise ReaderLost("a reader process died; readers restarted for the next attempt") from exc
         work.add_done_callback(lambda done: self._answer(executor, done, answer))
