@@ -13,16 +13,28 @@ from __future__ import annotations
 import struct
 import warnings
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from pydicom.charset import convert_encodings
+from pydicom.data import get_testdata_files
 from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.tag import Tag
 
-from dicom_pipeline.dicom.header import BULK_DATA_THRESHOLD, BULK_OMITTED_URI, _omit_bulk_data, _without_nul
+from dicom_pipeline.dicom.header import (
+    BULK_DATA_THRESHOLD,
+    BULK_OMITTED_URI,
+    ParsedHeader,
+    _omit_bulk_data,
+    _without_nul,
+)
 from dicom_pipeline.dicom.json_model import element_json
+from dicom_pipeline.dicom.values import clean_text, parse_da, parse_tm, to_int
+
+TEST_FILES = sorted(Path(f) for f in get_testdata_files("*") if Path(f).is_file())
 
 # fmt: off
 TEXT = [
@@ -129,3 +141,44 @@ def test_big_endian_private_and_sequence_elements_are_left_to_pydicom() -> None:
     unknown = RawDataElement(Tag(0x00091001), "UN", 4, b"ABCD", 0, False, True)
     for raw in (big, private_implicit, sequence, unknown):
         assert element_json(raw, bulk_threshold=BULK_DATA_THRESHOLD, bulk_uri=BULK_OMITTED_URI) is None
+
+
+# How the header reads each attribute it types (dicom/header.py), and with what.
+CONSUMERS: dict[str, Any] = {
+    **dict.fromkeys(
+        (
+            "PatientID",
+            "PatientName",
+            "PatientSex",
+            "AccessionNumber",
+            "StudyDescription",
+            "ReferringPhysicianName",
+            "Modality",
+            "SeriesDescription",
+            "BodyPartExamined",
+        ),
+        clean_text,
+    ),
+    **dict.fromkeys(("PatientBirthDate", "StudyDate"), parse_da),
+    "StudyTime": parse_tm,
+    **dict.fromkeys(("SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames"), to_int),
+    **dict.fromkeys(("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"), str),
+}
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+def test_typed_attributes_read_from_the_bytes_equal_pydicoms(path: Path) -> None:
+    """`ParsedHeader.get` answers what `Dataset.get` answers, as the header consumes it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        except Exception:  # noqa: BLE001 - not a file pydicom reads: nothing to compare
+            return
+        header = ParsedHeader(pydicom.dcmread(path, stop_before_pixels=True, force=True))
+        for keyword, consume in CONSUMERS.items():
+            try:
+                expected = consume(ds.get(keyword))
+            except Exception:  # noqa: BLE001, S112 - pydicom cannot convert it: the header may not either
+                continue
+            assert consume(header.get(keyword)) == expected, keyword
