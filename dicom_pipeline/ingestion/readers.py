@@ -104,17 +104,23 @@ class InstanceReaders:
     def _answer(
         self, executor: ProcessPoolExecutor, work: Future[ParsedDownload], answer: Future[ParsedDownload]
     ) -> None:
-        error = None if work.cancelled() else work.exception()
-        if isinstance(error, BrokenProcessPool):
-            self._discard(executor)
-            error = ReaderLost("a reader process died with this instance in flight; readers restarted")
-        with contextlib.suppress(InvalidStateError):  # the answer was cancelled meanwhile
-            if work.cancelled():
-                answer.cancel()
-            elif error is not None:
+        """Hand the work's outcome to the answer, once the work is over. A cancelled answer
+        becomes done (for `wait`) only now, so no reader still writes for it afterwards."""
+        error: BaseException | None
+        if work.cancelled():  # dropped with a discarded pool, not by the answer's caller
+            error = ReaderLost("the readers were restarted before this instance was read")
+        else:
+            error = work.exception()
+            if isinstance(error, BrokenProcessPool):
+                self._discard(executor)
+                error = ReaderLost("a reader process died with this instance in flight; readers restarted")
+        try:
+            if error is not None:
                 answer.set_exception(error)
             else:
                 answer.set_result(work.result())
+        except InvalidStateError:  # the caller cancelled the answer: done, now that its work is
+            answer.set_running_or_notify_cancel()
 
     def close(self) -> None:
         with self._lock:
