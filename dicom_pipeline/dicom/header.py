@@ -39,23 +39,35 @@ class ParsedHeader:
         # bytes): an invalid value is stored as it was in the file. No copy: same objects.
         self._as_read: dict[int, DataElement | RawDataElement] = {tag: ds.get_item(tag) for tag in ds.keys()}  # noqa: SIM118
         self._plain = pydicom_defaults()
+        self._from_bytes: dict[int, dict[str, Any] | None] = {}
+
+    def _json_from_bytes(self, tag: int) -> dict[str, Any] | None:
+        """The element's DICOM JSON read from its bytes (json_model), computed once for both
+        the typed attributes and the header; None where pydicom must read it."""
+        if tag not in self._from_bytes:
+            raw = self._as_read[tag]
+            self._from_bytes[tag] = (
+                element_json(raw, bulk_threshold=BULK_DATA_THRESHOLD, bulk_uri=BULK_OMITTED_URI)
+                if self._plain and isinstance(raw, RawDataElement)
+                else None
+            )
+        return self._from_bytes[tag]
 
     def get(self, keyword: str) -> Any:
         """The value `Dataset.get(keyword)` gives (its empty value when empty): read
         from the bytes in the plain cases (json_model), which costs a fifth of pydicom's
         conversion, else pydicom's."""
-        raw = self._as_read.get(tag_for_keyword(keyword) or -1)
-        if raw is None:
+        tag = tag_for_keyword(keyword)
+        if tag is None or tag not in self._as_read:
             return None
-        if self._plain and isinstance(raw, RawDataElement):
-            fast = element_json(raw, bulk_threshold=BULK_DATA_THRESHOLD, bulk_uri=BULK_OMITTED_URI)
-            if fast is not None and "InlineBinary" not in fast and "BulkDataURI" not in fast:
-                values = fast.get("Value")
-                if not values:
-                    return empty_value_for_VR(fast["vr"])
-                if fast["vr"] == "PN":
-                    values = [name["Alphabetic"] for name in values]
-                return values[0] if len(values) == 1 else values
+        fast = self._json_from_bytes(tag)
+        if fast is not None and "InlineBinary" not in fast and "BulkDataURI" not in fast:
+            values = fast.get("Value")
+            if not values:
+                return empty_value_for_VR(fast["vr"])
+            if fast["vr"] == "PN":
+                values = [name["Alphabetic"] for name in values]
+            return values[0] if len(values) == 1 else values
         return self.ds.get(keyword)
 
     def note(self, issue: str) -> None:
@@ -120,13 +132,11 @@ class ParsedHeader:
         data: dict[str, Any] = {}
         for tag in self.ds.keys():  # noqa: SIM118 - iterating a Dataset yields elements
             key = f"{tag:08X}"
-            raw = self._as_read[tag]
-            if self._plain and isinstance(raw, RawDataElement):
-                # The plain cases straight from the bytes (~10x faster); None: pydicom's way.
-                fast = element_json(raw, bulk_threshold=BULK_DATA_THRESHOLD, bulk_uri=BULK_OMITTED_URI)
-                if fast is not None:
-                    data[key] = fast
-                    continue
+            # The plain cases straight from the bytes (~10x faster); None: pydicom's way.
+            fast = self._json_from_bytes(tag)
+            if fast is not None:
+                data[key] = fast
+                continue
             try:
                 data[key] = _without_nul(
                     self.ds[tag].to_json_dict(
