@@ -41,8 +41,7 @@ class Runtime:
     def instance_readers(self) -> InstanceReaders | None:
         """Reader processes for this process's runs (None: threads of this process read);
         started by the first study that needs them, then kept warm."""
-        processes = self.settings.reader_processes
-        return InstanceReaders(self.settings, processes) if processes > 0 else None
+        return InstanceReaders(self.settings) if self.settings.reader_processes > 0 else None
 
     def orthanc(self) -> OrthancClient:
         return OrthancClient.from_settings(self.settings)

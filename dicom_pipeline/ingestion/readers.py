@@ -51,10 +51,11 @@ class ReaderLost(TransientError):
 
 
 class InstanceReaders:
-    """`processes` reader processes, started on first use; `submit` is thread-safe."""
+    """`settings.reader_processes` reader processes, started on first use; `submit` is
+    thread-safe."""
 
-    def __init__(self, settings: Settings, processes: int) -> None:
-        self.processes = processes
+    def __init__(self, settings: Settings) -> None:
+        self.processes = settings.reader_processes
         self._settings = settings
         self._executor: ProcessPoolExecutor | None = None
         self._lifeline: Connection | None = None

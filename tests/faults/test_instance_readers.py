@@ -89,7 +89,7 @@ from dicom_pipeline.ingestion.readers import InstanceReaders
 from dicom_pipeline.settings import Settings
 
 def own(pipe):
-    readers = InstanceReaders(Settings(), 2)
+    readers = InstanceReaders(Settings(reader_processes=2))
     readers.start()
     pipe.send(readers.pids())
     time.sleep(600)
