@@ -120,7 +120,7 @@ def _all_or_first_error(futures: list[Future[ParsedDownload]]) -> list[ParsedDow
         future.cancel()
     wait(futures)
     for future in futures:
-        if future.done() and not future.cancelled():
+        if not future.cancelled():
             error = future.exception()
             if error is not None:
                 raise error
