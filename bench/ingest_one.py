@@ -9,24 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from dicom_pipeline_dev.stack.process import descendants
+
 
 def descendants_peak_kb() -> list[int]:
     """Peak resident memory (VmHWM) of every live descendant: the instance readers and the
     fork server that starts them."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    found, frontier = [], [os.getpid()]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found += children
-        frontier += children
     peaks = []
-    for pid in found:
+    for pid in descendants(os.getpid()):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dicom_pipeline_dev.stack.process import is_alive
+from dicom_pipeline_dev.stack.process import descendants, is_alive
 
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, running_system, wait_for
@@ -100,12 +100,12 @@ def _kill_during_extract(settings: Settings, system: System, *, whole_host: bool
     pool_process = int(rows[0][0])
     if whole_host:
         host = _parent(pool_process)  # the worker's main process
-        doomed = [host, *_descendants(host)]
+        doomed = [host, *descendants(host)]
         for name, process in list(system.processes.items()):
             if process.pid == host:
                 system.processes.pop(name)
     else:
-        doomed = [pool_process, *_descendants(pool_process)]
+        doomed = [pool_process, *descendants(pool_process)]
     assert pool_process in doomed
 
     downloaded = len(staged())
@@ -198,22 +198,6 @@ def _tags(system: System, orthanc_id: str, run_id: str) -> dict[str, str]:
 
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _kill(pid: int) -> None:
