@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from dicom_pipeline_dev.stack.process import is_alive
 
 from dicom_pipeline.ingestion.study import IngestStudy, ingest_study
 from dicom_pipeline.runtime import Runtime
@@ -23,16 +24,6 @@ from dicom_pipeline.settings import Settings
 from tests.helpers import query, seed_one, wait_for_stable
 
 pytestmark = pytest.mark.integration
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie has ended; only its parent has not collected it yet.
-    with open(f"/proc/{pid}/stat") as handle:
-        return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_reader_killed_mid_study_costs_a_retry_not_the_study_nor_a_duplicate(
@@ -111,14 +102,14 @@ def test_readers_start_from_a_daemonic_process_and_end_when_it_is_killed(tmp_pat
     try:
         assert process.stdout is not None
         owner, *readers = (int(pid) for pid in process.stdout.readline().split())
-        assert len(readers) == 2 and all(_alive(pid) for pid in readers)
+        assert len(readers) == 2 and all(is_alive(pid) for pid in readers)
 
         os.kill(owner, signal.SIGKILL)
 
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in readers) and time.monotonic() < deadline:
+        while any(is_alive(pid) for pid in readers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not [pid for pid in readers if _alive(pid)], "a reader outlived its owner"
+        assert not [pid for pid in readers if is_alive(pid)], "a reader outlived its owner"
     finally:
         process.kill()
         process.wait()
