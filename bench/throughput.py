@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 from dicom_pipeline_dev.seed.runner import orthanc_client
@@ -18,7 +19,7 @@ from dicom_pipeline_dev.seed.runner import orthanc_client
 from bench.archive import backfill_job
 from bench.common import SeededBigStudy, seed_ct_study
 from dicom_pipeline.settings import Settings
-from tests.e2e.system import System, running_system
+from tests.e2e.system import System, running_system, wait_for
 from tests.helpers import clear_change_log
 
 
@@ -178,10 +179,10 @@ def backfill_throughput(settings: Settings, studies: int, instances: int, seed: 
 
 def _succeeded(system: System, study: SeededBigStudy, timeout: float) -> list[dict[str, object]]:
     """The study's successful run(s), once there is one (Lua -> webhook -> daemon -> worker)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = [run for run in system.study_runs(study.orthanc_id) if run["status"] == "SUCCESS"]
-        if runs:
-            return runs
-        time.sleep(1)
-    raise RuntimeError(f"no successful run of study {study.orthanc_id} within {timeout:.0f} s")
+    runs = wait_for(
+        lambda: [run for run in system.study_runs(study.orthanc_id) if run["status"] == "SUCCESS"],
+        timeout,
+        f"a successful run of study {study.orthanc_id}",
+        interval=1,
+    )
+    return cast(list[dict[str, object]], runs)
