@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import statistics
 import tempfile
 import time
@@ -13,6 +12,7 @@ from dicom_pipeline_dev.seed.send import upload_rest
 from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
 from bench.archive import seed_small_studies
+from bench.postgres_meter import cpu_of_trees, read_postgres, spent
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import running_system
 from tests.helpers import KafkaTap, clear_change_log
@@ -69,12 +69,15 @@ def latency(settings: Settings, studies: int, seed: int, *, webhook: bool) -> li
 
 def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> list[tuple[str, str]]:
     """`studies` small studies arrive at once; the sensor gives each its own run, and
-    `workers` Celery worker hosts (2 processes each) execute them."""
+    `workers` Celery worker hosts (2 processes each) execute them. CPU counts Dagster's
+    processes and the workers, and PostgreSQL's backends (bench/postgres_meter.py)."""
     clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
         system.start_dagster(workers=workers)
         tap = KafkaTap(settings, settings.kafka_topic)
-        cpu_before = _children_cpu()
+        time.sleep(10)  # past the processes' start-up, so it is not counted
+        pids = [process.pid for process in system.processes.values()]
+        cpu_before, pg_before = cpu_of_trees(pids), read_postgres(settings)
         started = time.monotonic()
         seed_small_studies(settings, studies, (), seed)
         received = 0
@@ -82,23 +85,43 @@ def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> 
         while received < studies and time.monotonic() < deadline:
             received += len(tap.read(expected=studies - received, timeout=10))
         seconds = time.monotonic() - started
+        pg_sessions, pg_cpu = spent(pg_before, read_postgres(settings))
+        cpu = cpu_of_trees(pids) - cpu_before
         tap.close()
         system.stop()
-        cpu = _children_cpu() - cpu_before
     label = f"{workers} worker(s) x 2 processes"
+    per_study = max(received, 1)
+    sessions = ", ".join(f"{name} {count / per_study:.2f}" for name, count in sorted(pg_sessions.items()))
     return [
         (
             f"burst, {label}: {studies} studies of 1 instance arriving at once, one run each",
             f"{received} events in {seconds:.0f} s",
         ),
         (f"burst rate, {label}", f"{received / seconds * 60:.0f} studies/min (target >= 200)"),
-        (f"CPU seconds per study, {label} (daemon, webserver, workers)", f"{cpu / max(received, 1):.2f} s"),
+        (f"CPU seconds per study, {label} (daemon, code server, webserver, workers)", f"{cpu / per_study:.2f} s"),
+        (f"PostgreSQL CPU seconds per study, {label}", f"{pg_cpu / per_study:.2f} s"),
+        (f"CPU seconds per study, {label}, all processes with PostgreSQL", f"{(cpu + pg_cpu) / per_study:.2f} s"),
+        (f"PostgreSQL sessions opened per study, {label}, by database", sessions or "none"),
     ]
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def idle_cost(settings: Settings, seconds: float) -> list[tuple[str, str]]:
+    """The whole system running with nothing arriving: what Dagster's bookkeeping costs
+    PostgreSQL (sessions opened per second, share of a core)."""
+    clear_change_log(settings)
+    with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
+        system.start_dagster()
+        time.sleep(20)  # past start-up and the first sensor ticks
+        before = read_postgres(settings)
+        time.sleep(seconds)
+        sessions, cpu = spent(before, read_postgres(settings))
+    return [
+        (
+            f"idle system ({seconds:.0f} s, daemon, sensors, webserver, worker): PostgreSQL sessions opened per second",
+            f"{sum(sessions.values()) / seconds:.2f} (target <= 1)",
+        ),
+        (f"idle system ({seconds:.0f} s): PostgreSQL CPU", f"{cpu / seconds * 100:.1f} % of a core (target < 2 %)"),
+    ]
 
 
 def idle_relay_runs(settings: Settings, minutes: float) -> list[tuple[str, str]]:

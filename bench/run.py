@@ -7,7 +7,7 @@ import time
 
 from bench.archive import backfill_rate, reconcile_cost, sensor_tick
 from bench.common import record
-from bench.daemon import idle_relay_runs, latency, sustained
+from bench.daemon import idle_cost, idle_relay_runs, latency, sustained
 from bench.throughput import backfill_throughput, memory, run_throughput, throughput
 from dicom_pipeline.settings import get_settings
 
@@ -20,6 +20,7 @@ SECTIONS = (
     "sensor",
     "reconcile",
     "idle",
+    "idle-cost",
     "latency",
     "sustained",
 )
@@ -65,6 +66,8 @@ def main() -> None:
         rows += show(reconcile_cost(settings, [2000, 5000] if quick else [10_000, 50_000], seed + 11))
     if "idle" in chosen:
         rows += show(idle_relay_runs(settings, 10 if quick else 60))
+    if "idle-cost" in chosen:
+        rows += show(idle_cost(settings, 60 if quick else 300))
     if "latency" in chosen:
         rows += show(latency(settings, 5 if quick else 20, seed + 100, webhook=True))
         rows += show(latency(settings, 5 if quick else 20, seed + 200, webhook=False))
