@@ -223,11 +223,17 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending Alembic migrations."""
+    """Apply pending Alembic migrations; with DAGSTER_DATABASE_URL set, Dagster's schema too."""
     from dicom_pipeline.db.engine import upgrade_schema
 
-    upgrade_schema(get_settings().database_url.get_secret_value())
+    settings = get_settings()
+    upgrade_schema(settings.database_url.get_secret_value())
     click.echo("database schema is up to date")
+    if settings.dagster_database_url is not None:
+        from dicom_pipeline.dagster_storage import migrate_dagster_schema
+
+        migrate_dagster_schema(settings.dagster_database_url.get_secret_value())
+        click.echo("Dagster instance schema is up to date")
 
 
 @main.group()

@@ -21,6 +21,7 @@ import redis
 from dicom_pipeline_dev.stack.layout import DB_USER, StackLayout
 from psycopg2 import sql
 
+from dicom_pipeline.dagster_storage import migrate_dagster_schema
 from dicom_pipeline.settings import Settings
 from tests.helpers import clear_change_log
 
@@ -44,7 +45,9 @@ def fresh_dagster_database(settings: Settings) -> str:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(E2E_DB)))
         cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(E2E_DB), sql.Identifier(DB_USER)))
     conn.close()
-    return layout.database_url(E2E_DB)
+    url = layout.database_url(E2E_DB)
+    migrate_dagster_schema(url)
+    return url
 
 
 STUDY_RUNS_QUERY = """

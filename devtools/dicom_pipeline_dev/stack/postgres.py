@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
+from dicom_pipeline.dagster_storage import migrate_dagster_schema
 from dicom_pipeline_dev.stack.errors import StackError
 from dicom_pipeline_dev.stack.layout import DAGSTER_DB, DB_USER, METADATA_DB, StackLayout
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package, postgres_bin_dir
@@ -181,6 +182,8 @@ class PostgresService:
                         )
         finally:
             conn.close()
+        # Dagster's processes do not create their tables (should_autocreate_tables: false).
+        migrate_dagster_schema(self.layout.database_url(DAGSTER_DB))
 
     def stop(self) -> bool:
         bin_dir = postgres_bin_dir()
