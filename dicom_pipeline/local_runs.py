@@ -19,8 +19,10 @@ from dicom_pipeline.db.dead_letter_queries import list_dead_letters
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.definitions import build_definitions
 from dicom_pipeline.defs import tags
-from dicom_pipeline.defs.ops import STUDY_OP
 from dicom_pipeline.domain.identifiers import correlation_id_or_new
+from dicom_pipeline.errors import PipelineError
+from dicom_pipeline.ingestion.study import PUBLISH
+from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
 from dicom_pipeline.settings import Settings, get_settings
 
@@ -42,24 +44,36 @@ def ingest_in_process(
     correlation_id: str | None = None,
     instance: dg.DagsterInstance | None = None,
     settings: Settings | None = None,
+    study_uid: str | None = None,
 ) -> dict[str, Any]:
-    """Runs ingest_study; returns the run's summary: created/updated/unchanged/superseded, or failed with the reason."""
+    """Runs ingest_study; returns the run's summary: created/updated/unchanged/superseded, or failed with the reason.
+
+    The run is tagged with the study's Study Instance UID from its creation, like every
+    study run: `study_uid`, or Orthanc's, or none when Orthanc cannot say (the run does).
+    """
     correlation_id = correlation_id_or_new(correlation_id)
+    settings = settings or get_settings()
+    if study_uid is None:
+        study_uid = _study_uid_in_orthanc(settings, orthanc_id)
     result = _job("ingest_study", settings).execute_in_process(
         run_config=tags.study_run_config(orthanc_id, correlation_id, trigger),
-        tags=tags.study_run_tags(orthanc_id, correlation_id, trigger),
+        tags=tags.study_run_tags(orthanc_id, correlation_id, trigger, study_uid),
         instance=instance or dagster_instance(),
         raise_on_error=False,
     )
     if result.success:
-        summary: dict[str, Any] = result.output_for_node(STUDY_OP)
+        summary: dict[str, Any] = result.output_for_node(PUBLISH)
         return {"run_id": result.run_id, **summary}
     failures = [event for event in result.all_events if event.is_step_failure]
     reason = "run failed"
-    if failures:
-        data = failures[-1].step_failure_data
-        reason = data.error.message.strip() if data and data.error else reason
-        reason = reason.removeprefix("dagster._core.definitions.events.Failure: ")
+    data = failures[-1].step_failure_data if failures else None
+    if data is not None and data.error is not None:
+        # The op's own error (StepFailed: which step, after how many attempts, and why),
+        # under the execution error Dagster wraps it in.
+        error = data.error
+        while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+            error = error.cause
+        reason = error.message.strip().split(": ", 1)[-1]
     return {
         "orthanc_id": orthanc_id,
         "run_id": result.run_id,
@@ -67,6 +81,15 @@ def ingest_in_process(
         "correlation_id": correlation_id,
         "error": reason.splitlines()[0][:500] if reason else reason,
     }
+
+
+def _study_uid_in_orthanc(settings: Settings, orthanc_id: str) -> str | None:
+    try:
+        with OrthancClient.from_settings(settings) as orthanc:
+            state = orthanc.study_state(orthanc_id)
+    except PipelineError:
+        return None
+    return state.study_uid if state is not None else None
 
 
 def run_backfill(
@@ -96,11 +119,14 @@ def run_backfill(
 def redrive_dead_letters(runtime: Runtime, letter_id: int | None) -> list[dict[str, Any]]:
     """Ingest dead-lettered studies again, one ingest_study run per study; one result per letter."""
     with transaction(runtime.engine) as session:
-        letters = [(d.id, d.orthanc_id, d.correlation_id) for d in list_dead_letters(session, letter_id=letter_id)]
+        letters = [
+            (d.id, d.orthanc_id, d.correlation_id, d.study_instance_uid)
+            for d in list_dead_letters(session, letter_id=letter_id)
+        ]
     instance = dagster_instance()
     done: dict[str, dict[str, Any]] = {}
     results = []
-    for dead_letter_id, orthanc_id, correlation_id in letters:
+    for dead_letter_id, orthanc_id, correlation_id, study_uid in letters:
         if orthanc_id is None:
             results.append(
                 {
@@ -117,6 +143,7 @@ def redrive_dead_letters(runtime: Runtime, letter_id: int | None) -> list[dict[s
                 correlation_id=correlation_id,
                 instance=instance,
                 settings=runtime.settings,
+                study_uid=study_uid,
             )
         results.append({"dead_letter_id": dead_letter_id, **done[orthanc_id]})
     return results

@@ -16,8 +16,9 @@ from dagster_graphql import DagsterGraphQLClient
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import claim_unlaunched
+from dicom_pipeline.db.repository import study_uid_of_orthanc_id
 from dicom_pipeline.defs import tags
-from dicom_pipeline.errors import OrthancNotFound, PipelineError
+from dicom_pipeline.errors import PipelineError
 from dicom_pipeline.ingestion.requests import (
     DELETED,
     decide_launch,
@@ -27,7 +28,7 @@ from dicom_pipeline.ingestion.requests import (
     mark_launched,
 )
 from dicom_pipeline.logs import bound_correlation_id
-from dicom_pipeline.orthanc.client import OrthancClient, last_update_of
+from dicom_pipeline.orthanc.client import OrthancClient
 from dicom_pipeline.runtime import Runtime
 
 log = logging.getLogger("webhook.launcher")
@@ -85,7 +86,11 @@ class RunLauncher:
             client = self.client()
             for request in requests:
                 with bound_correlation_id(request.correlation_id):
-                    decision = decide_launch(session, request, _launch_state(orthanc, request.orthanc_id))
+                    last_update, study_uid = _launch_state(orthanc, request.orthanc_id)
+                    if study_uid is None:
+                        # Deleted in Orthanc (or Orthanc is down): the database may know the study.
+                        study_uid = study_uid_of_orthanc_id(session, request.orthanc_id)
+                    decision = decide_launch(session, request, last_update)
                     if decision.action == "duplicate" and decision.original is not None:
                         mark_duplicate(request, decision.original)
                         log.info(
@@ -109,7 +114,9 @@ class RunLauncher:
                                 request.orthanc_id, request.correlation_id, request.trigger
                             ),
                             tags={
-                                **tags.study_run_tags(request.orthanc_id, request.correlation_id, request.trigger),
+                                **tags.study_run_tags(
+                                    request.orthanc_id, request.correlation_id, request.trigger, study_uid
+                                ),
                                 tags.REQUEST_ID: str(request.id),
                             },
                         )
@@ -131,12 +138,13 @@ class RunLauncher:
         return launched
 
 
-def _launch_state(orthanc: OrthancClient, orthanc_id: str) -> str | None:
-    """LastUpdate, DELETED when Orthanc has no such study, None when Orthanc cannot say
-    (down as well): launch anyway, the run reports why."""
+def _launch_state(orthanc: OrthancClient, orthanc_id: str) -> tuple[str | None, str | None]:
+    """(LastUpdate, Study Instance UID): LastUpdate is DELETED when Orthanc has no such
+    study, None when Orthanc cannot say (down as well): launch anyway, the run reports why."""
     try:
-        return last_update_of(orthanc.study(orthanc_id))
-    except OrthancNotFound:
-        return DELETED
+        state = orthanc.study_state(orthanc_id)
     except PipelineError:
-        return None
+        return None, None
+    if state is None:
+        return DELETED, None
+    return state.last_update, state.study_uid

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -248,3 +249,18 @@ class RunHeartbeat(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = _now()
     beat_at: Mapped[dt.datetime] = _now()
+
+
+class RunStepOutput(Base):
+    """What one op of a study run handed to the next (metadata only: the extracted headers,
+    never a file), so a run re-executed from a failed op resumes where it stopped. Removed
+    when the study's run succeeds; what failed runs leave is purged with their runs."""
+
+    __tablename__ = "run_step_output"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    output_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    root_run_id: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)

@@ -141,6 +141,11 @@ def record_study_version(session: Session, extracted: ExtractedStudy, context: S
     return _outcome("created" if created else "updated", study, version, event_id, diff)
 
 
+def study_uid_of_orthanc_id(session: Session, orthanc_id: str) -> str | None:
+    """The Study Instance UID the database holds for an Orthanc study id, if it holds one."""
+    return session.scalar(select(Study.study_instance_uid).where(Study.orthanc_id == orthanc_id).limit(1))
+
+
 def record_study_deletion(
     session: Session, orthanc_id: str, context: StudyEventContext, *, raw_files: Literal["kept", "deleted"]
 ) -> VersionOutcome | None:
@@ -151,7 +156,7 @@ def record_study_deletion(
     version has empty content and lists every earlier instance as removed; instance rows
     go, the study and series rows stay (marked), so history and lineage remain.
     """
-    study_uid = session.scalar(select(Study.study_instance_uid).where(Study.orthanc_id == orthanc_id).limit(1))
+    study_uid = study_uid_of_orthanc_id(session, orthanc_id)
     if study_uid is None:
         return None
     study, latest = _locked_study(session, study_uid)

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.defs.jobs import ingest_study, study_run_request
+from dicom_pipeline.defs.jobs import ingest_study, states_for_runs, study_run_request
 from dicom_pipeline.defs.reconcile import full_reconcile_request, reconcile
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.errors import OrthancUnavailable
@@ -46,23 +46,26 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
     try:
         with runtime.orthanc() as orthanc:
             plan = read_feed(orthanc, cursor, PAGE_SIZE, MAX_PAGES_PER_TICK, MAX_RUNS_PER_TICK)
-            states = {orthanc_id: orthanc.last_update(orthanc_id) for orthanc_id in plan.stable_studies}
+            states = {orthanc_id: orthanc.study_state(orthanc_id) for orthanc_id in plan.stable_studies}
     except OrthancUnavailable as exc:
         raise ChangeFeedUnavailable(f"Orthanc is unavailable ({exc}); the cursor stays at {cursor.seq}") from exc
     # Orthanc's Lua call usually reached the webhook first: that request's run covers the
     # same Orthanc state, so a second run would only find the study unchanged.
     with transaction(runtime.engine) as session:
-        covered = studies_covered_by_requests(session, states)
+        covered = studies_covered_by_requests(
+            session, {oid: state.last_update if state else None for oid, state in states.items()}
+        )
     if covered:
         context.log.info(f"{len(covered)} stable study(ies) already announced through the webhook")
 
+    run_states = states_for_runs(runtime, {oid: s for oid, s in states.items() if oid not in covered})
     run_requests = []
     for orthanc_id, seq in sorted(plan.stable_studies.items(), key=lambda item: item[1]):
         if orthanc_id in covered:
             continue
         # The sequence is part of the key: a later StableStudy of the same study (new
         # instances) is a new run; versioning makes a repeat harmless.
-        run_requests.append(study_run_request(orthanc_id, trigger="sensor", run_key=f"{orthanc_id}:{seq}"))
+        run_requests.append(study_run_request(run_states[orthanc_id], trigger="sensor", run_key=f"{orthanc_id}:{seq}"))
     if plan.reconcile_reason is not None:
         context.log.warning(f"change feed cannot be trusted ({plan.reconcile_reason}); running reconciliation")
         run_requests.append(full_reconcile_request(f"reconcile:{cursor.seq}:{plan.next_seq}", plan.reconcile_reason))

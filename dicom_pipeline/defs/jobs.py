@@ -1,34 +1,56 @@
-"""Jobs: one run per study, and the outbox relay."""
+"""Jobs: one run per study (four ops and a failure hook), and the outbox relay."""
+
+from collections.abc import Mapping
 
 import dagster as dg
 
+from dicom_pipeline.db.engine import transaction
+from dicom_pipeline.db.repository import study_uid_of_orthanc_id
 from dicom_pipeline.defs import tags
-from dicom_pipeline.defs.ops import ingest_orthanc_study
+from dicom_pipeline.defs.hooks import dead_letter_on_failure
+from dicom_pipeline.defs.ops import extract_study, persist_metadata, publish_events, store_raw
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.kafka.outbox import publish_pending_events
+from dicom_pipeline.orthanc.client import StudyState
+from dicom_pipeline.runtime import Runtime
 
 
 @dg.job(
     executor_def=dg.in_process_executor,
-    # A run retried after its worker crashed starts over: op outputs live in memory
-    # (mem_io_manager). Starting over is cheap, as stored files are not downloaded again.
+    hooks={dead_letter_on_failure},
+    # A run retried after its worker crashed starts over: the files it staged were on that
+    # worker. Starting over is cheap, as stored files are not downloaded again.
     tags={"dagster/retry_strategy": "ALL_STEPS"},
-    description="Ingest one Orthanc study: extract -> store raw -> persist metadata -> publish event.",
+    description="Ingest one Orthanc study: extract -> store raw -> persist metadata -> publish events.",
 )
 def ingest_study() -> None:
-    ingest_orthanc_study()
+    extraction = extract_study()
+    publish_events(persist_metadata(extraction, stored=store_raw(extraction)))
 
 
-def study_run_request(orthanc_id: str, *, trigger: str, run_key: str) -> dg.RunRequest:
-    """A sensor's request for one study's run, with a correlation id of its own."""
+def study_run_request(state: StudyState, *, trigger: str, run_key: str) -> dg.RunRequest:
+    """A sensor's request for one study's run, keyed by its Study Instance UID (the run key
+    starts with it; the run's tags carry it from creation, for the per-study limit)."""
     correlation_id = new_correlation_id()
     return dg.RunRequest(
-        run_key=run_key,
+        run_key=f"{state.study_uid or state.orthanc_id}:{run_key}",
         job_name=ingest_study.name,
-        run_config=tags.study_run_config(orthanc_id, correlation_id, trigger),
-        tags=tags.study_run_tags(orthanc_id, correlation_id, trigger),
+        run_config=tags.study_run_config(state.orthanc_id, correlation_id, trigger),
+        tags=tags.study_run_tags(state.orthanc_id, correlation_id, trigger, state.study_uid),
     )
+
+
+def states_for_runs(runtime: Runtime, states: Mapping[str, StudyState | None]) -> dict[str, StudyState]:
+    """Each study's state for its run request; a study Orthanc no longer holds (its run
+    records the deletion) is keyed by the Study Instance UID the database holds for it."""
+    result = {oid: state for oid, state in states.items() if state is not None}
+    gone = [oid for oid, state in states.items() if state is None]
+    if gone:
+        with transaction(runtime.engine) as session:
+            for oid in gone:
+                result[oid] = StudyState(oid, study_uid_of_orthanc_id(session, oid), None)
+    return result
 
 
 ACTIVE_RUN_STATUSES = [

@@ -8,6 +8,7 @@ from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.outbox_state import pending_events
 from dicom_pipeline.defs.jobs import outbox_relay, run_in_progress
 from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.defs.step_outputs import purge_step_outputs
 
 # A study run publishes its own events right after committing them; only rows older than
 # this are the relay's (Kafka was down, a worker died between commit and publish).
@@ -72,7 +73,12 @@ def purge_runs(
     context: dg.OpExecutionContext, config: PurgeRunsConfig, ingestion: IngestionResource
 ) -> dg.Output[dict[str, int]]:
     """(The ingestion resource makes this run beat like every other, for the reaper.)"""
-    deleted = purge_old_runs(context.instance, dt.datetime.now(dt.UTC), config.keep_days, config.keep_failed_days)
+    now = dt.datetime.now(dt.UTC)
+    deleted = purge_old_runs(context.instance, now, config.keep_days, config.keep_failed_days)
+    # What failed study runs kept for a re-execution goes with those runs.
+    deleted["step_outputs"] = purge_step_outputs(
+        ingestion.runtime().engine, now - dt.timedelta(days=config.keep_failed_days)
+    )
     context.log.info(f"purged runs: {deleted}")
     return dg.Output(deleted, metadata=deleted)
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs.batch import ingest_in_this_run
-from dicom_pipeline.defs.jobs import ingest_study, run_in_progress, study_run_request
+from dicom_pipeline.defs.jobs import ingest_study, run_in_progress, states_for_runs, study_run_request
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.ingestion.reconcile import FullScanNeeded, plan_reconciliation
 from dicom_pipeline.ingestion.requests import studies_covered_by_requests
@@ -88,12 +88,12 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
             covered = studies_covered_by_requests(
                 session, {s.orthanc_id: look.last_updates.get(s.orthanc_id) for s in look.stale}
             )
+        wanted = [study for study in look.stale if study.orthanc_id not in covered]
+        states = states_for_runs(runtime, {study.orthanc_id: look.states.get(study.orthanc_id) for study in wanted})
         requests = []
-        for study in look.stale:
-            if study.orthanc_id in covered:
-                continue
+        for study in wanted:
             run_key = f"reconcile:{study.orthanc_id}:{look.last_updates.get(study.orthanc_id)}"
-            requests.append(study_run_request(study.orthanc_id, trigger="reconcile", run_key=run_key))
+            requests.append(study_run_request(states[study.orthanc_id], trigger="reconcile", run_key=run_key))
         if not requests:
             return dg.SkipReason(
                 f"{look.why}: {look.changes_read} change(s), {look.studies_checked} study(ies) checked, none to ingest"

@@ -22,6 +22,7 @@ import dagster as dg
 from pydantic import SecretStr
 
 from dicom_pipeline.defs import tags
+from dicom_pipeline.defs.step_outputs import STEP_OUTPUTS, study_step_outputs
 from dicom_pipeline.run_liveness import Heartbeat
 from dicom_pipeline.runtime import Runtime
 from dicom_pipeline.settings import ENV_PREFIX, Settings
@@ -236,6 +237,7 @@ def resources_from_settings(settings: Settings, *, from_env: bool = False) -> di
             for part, (resource_class, fields) in _PARTS.items()
         }
     )
-    # Op outputs (which hold patient names from the headers) stay in memory: nothing with
-    # PHI is pickled into Dagster's storage. Re-execute a study run as a whole.
-    return {"ingestion": ingestion, "io_manager": dg.mem_io_manager}
+    # Op outputs hold patient names (the headers): nothing of them goes into Dagster's
+    # storage. The study job's ops keep a copy of what a re-execution needs in the
+    # pipeline's own database, where that metadata lives anyway (defs/step_outputs.py).
+    return {"ingestion": ingestion, "io_manager": dg.mem_io_manager, STEP_OUTPUTS: study_step_outputs}

@@ -19,4 +19,6 @@ def study_run_config(orthanc_id: str, correlation_id: str | None, trigger: str) 
     config: dict[str, object] = {"orthanc_study_id": orthanc_id, "trigger": trigger}
     if correlation_id:
         config["correlation_id"] = correlation_id
-    return {"ops": {"ingest_orthanc_study": {"config": config}}}
+    # The study's identity is the extract op's config (the launchpad shows it); every op and
+    # the failure hook read it from the run's config (defs/ops.py, study_command).
+    return {"ops": {"extract_study": {"config": config}}}

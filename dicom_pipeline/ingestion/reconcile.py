@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor, Study
 from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
-from dicom_pipeline.orthanc.client import OrthancClient
+from dicom_pipeline.orthanc.client import OrthancClient, StudyState
 from dicom_pipeline.runtime import Runtime
 
 CURSOR_NAME = "orthanc"
@@ -48,6 +48,7 @@ class ReconcilePass:
     studies_checked: int = 0
     stale: list[StaleStudy] = field(default_factory=list)
     last_updates: dict[str, str] = field(default_factory=dict)  # Orthanc id -> LastUpdate seen
+    states: dict[str, StudyState] = field(default_factory=dict)  # Orthanc id -> state seen (changes pass)
 
 
 class FullScanNeeded(Exception):
@@ -67,12 +68,14 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
             plan = read_feed(orthanc, FeedCursor(stored), PAGE_SIZE, max_pages=1_000_000)
             if plan.reconcile_reason is None:
                 # A study receiving instances again will be announced (and looked at) again.
-                states = {oid: orthanc.last_update(oid, stable_only=True) for oid in plan.stable_studies}
-                stable = {oid: last_update for oid, last_update in states.items() if last_update is not None}
+                seen = {oid: orthanc.study_state(oid) for oid in plan.stable_studies}
+                states = {oid: state for oid, state in seen.items() if state is not None and state.stable}
+                stable = {oid: state.last_update for oid, state in states.items() if state.last_update is not None}
                 changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
-                changed.studies_checked = len(states)
+                changed.studies_checked = len(seen)
                 changed.stale = list(_stale(runtime, stable.items()))
                 changed.last_updates = stable
+                changed.states = states
                 _store_cursor(runtime, plan.next_seq)
                 return changed
             why = f"full scan: {plan.reconcile_reason}"

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import urllib3
 from urllib3.exceptions import HTTPError as TransportError
 
-from dicom_pipeline.domain.identifiers import validate_orthanc_id
-from dicom_pipeline.errors import OrthancError, OrthancNotFound, OrthancUnavailable
+from dicom_pipeline.domain.identifiers import read_uid, validate_orthanc_id
+from dicom_pipeline.errors import OrthancError, OrthancNotFound, OrthancUnavailable, PipelineError
 from dicom_pipeline.settings import Settings
 
 CHUNK_SIZE = 1024 * 1024
@@ -101,15 +101,14 @@ class OrthancClient:
         result: dict[str, Any] = self._get_json(f"/studies/{orthanc_id}")
         return result
 
-    def last_update(self, orthanc_id: str, *, stable_only: bool = False) -> str | None:
-        """The study's LastUpdate (the state announcements are deduplicated on); None when
-        Orthanc has no such study (deleted since), or, with `stable_only`, while it is still
-        receiving instances. Orthanc being unreachable is raised, not hidden."""
+    def study_state(self, orthanc_id: str) -> StudyState | None:
+        """What a trigger needs before it creates a run: the Study Instance UID (runs are
+        keyed and limited by it), LastUpdate and stability; None when Orthanc has no such
+        study. Orthanc being unreachable is raised, not hidden."""
         try:
-            study = self.study(orthanc_id)
+            return study_state_of(orthanc_id, self.study(orthanc_id))
         except OrthancNotFound:
             return None
-        return last_update_of(study, stable_only=stable_only)
 
     def study_instances(self, orthanc_id: str) -> list[OrthancInstance]:
         validate_orthanc_id(orthanc_id)
@@ -178,10 +177,27 @@ class OrthancClient:
         return result
 
 
-def last_update_of(study: dict[str, Any], *, stable_only: bool = False) -> str | None:
-    """LastUpdate of a study as `/studies/{id}` describes it (None while unstable, if asked)."""
-    if stable_only and not study.get("IsStable", True):
-        return None
+@dataclass(frozen=True)
+class StudyState:
+    orthanc_id: str
+    # None when Orthanc's value is not a usable UID: the run is keyed by the Orthanc id and
+    # its extract step dead-letters the study, naming what is wrong.
+    study_uid: str | None
+    last_update: str | None
+    stable: bool = True
+
+
+def study_state_of(orthanc_id: str, study: dict[str, Any]) -> StudyState:
+    """A study's state from `/studies/{id}` (or an expanded `/studies` page entry)."""
+    try:
+        study_uid: str | None = read_uid((study.get("MainDicomTags") or {}).get("StudyInstanceUID"), "StudyInstanceUID")
+    except PipelineError:
+        study_uid = None
+    return StudyState(orthanc_id, study_uid, last_update_of(study), bool(study.get("IsStable", True)))
+
+
+def last_update_of(study: dict[str, Any]) -> str | None:
+    """LastUpdate of a study as `/studies/{id}` describes it."""
     value = study.get("LastUpdate")
     return value if isinstance(value, str) else None
 

@@ -28,9 +28,9 @@ def _evaluate(cursor: str | None) -> dg.SensorResult:
     return change_feed_tick(cursor)
 
 
-def test_sensor_requests_one_run_per_stable_study_with_sequence_in_run_key(stack_settings: Settings) -> None:
+def test_sensor_requests_one_run_per_stable_study_keyed_by_study_uid_with_sequence(stack_settings: Settings) -> None:
     start = FeedCursor(_last_seq()).dump()
-    seeded, _ = seed_one(stack_settings, modality="DX")
+    seeded, spec = seed_one(stack_settings, modality="DX")
     wait_for_stable(stack_settings, seeded.orthanc_id)
 
     result = _evaluate(start)
@@ -38,10 +38,12 @@ def test_sensor_requests_one_run_per_stable_study_with_sequence_in_run_key(stack
     requests = [r for r in result.run_requests or [] if r.tags.get("dicom/orthanc_id") == seeded.orthanc_id]
     assert len(requests) == 1
     request = requests[0]
-    assert request.run_key is not None and request.run_key.startswith(f"{seeded.orthanc_id}:")
+    assert request.run_key is not None and request.run_key.startswith(f"{spec.study_uid}:{seeded.orthanc_id}:")
+    # Known before the run exists, so the per-study concurrency limit sees it.
+    assert request.tags["dicom/study_uid"] == spec.study_uid
     assert request.tags["dicom/trigger"] == "sensor" and request.tags["dicom/correlation_id"]
-    assert request.run_config["ops"]["ingest_orthanc_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
-    assert json.loads(result.cursor or "{}")["seq"] >= int(request.run_key.split(":")[1])
+    assert request.run_config["ops"]["extract_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
+    assert json.loads(result.cursor or "{}")["seq"] >= int(request.run_key.split(":")[2])
 
 
 def test_later_stable_study_of_the_same_study_gets_a_new_run_key(stack_settings: Settings) -> None:
@@ -123,7 +125,7 @@ def test_a_burst_gives_every_study_its_own_run_spread_over_ticks(
         runs = result.run_requests or []
         assert len(runs) <= 3, "a tick requested more runs than its cap"
         assert all(r.job_name == "ingest_study" for r in runs)
-        requested += [r.run_config["ops"]["ingest_orthanc_study"]["config"]["orthanc_study_id"] for r in runs]
+        requested += [r.run_config["ops"]["extract_study"]["config"]["orthanc_study_id"] for r in runs]
         if result.cursor == cursor:
             break
         cursor = result.cursor
@@ -172,7 +174,7 @@ def test_reconcile_sensor_gives_each_missed_study_its_own_run(stack_settings: Se
 
     time.sleep(stack_settings.orthanc_stable_age + 1)
     plan_reconciliation(get_runtime())  # the cursor: now
-    seeded, _ = seed_one(stack_settings, modality="DX", size=8)  # as if webhook and sensor both missed it
+    seeded, spec = seed_one(stack_settings, modality="DX", size=8)  # as if webhook and sensor both missed it
     wait_for_stable(stack_settings, seeded.orthanc_id)
 
     sensor = build_reconcile_sensor(running=True)
@@ -184,4 +186,5 @@ def test_reconcile_sensor_gives_each_missed_study_its_own_run(stack_settings: Se
     assert isinstance(result, dg.SensorResult)
     runs = [r for r in result.run_requests or [] if r.tags.get("dicom/orthanc_id") == seeded.orthanc_id]
     assert len(runs) == 1 and runs[0].job_name == "ingest_study" and runs[0].tags["dicom/trigger"] == "reconcile"
-    assert runs[0].run_config["ops"]["ingest_orthanc_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
+    assert runs[0].run_config["ops"]["extract_study"]["config"]["orthanc_study_id"] == seeded.orthanc_id
+    assert runs[0].tags["dicom/study_uid"] == spec.study_uid

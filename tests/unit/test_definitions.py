@@ -11,19 +11,41 @@ from dicom_pipeline.settings import Settings
 defs = build_definitions(Settings(_env_file=None), resources_from_env=False)  # type: ignore[call-arg]
 
 
-def test_definitions_load_with_one_study_op_schedule_and_sensors() -> None:
+def test_definitions_load_with_the_four_study_ops_schedule_and_sensors() -> None:
     job = defs.resolve_job_def("ingest_study")
-    assert [node.name for node in job.graph.nodes_in_topological_order] == ["ingest_orthanc_study"]
+    assert [node.name for node in job.graph.nodes_in_topological_order] == [
+        "extract_study",
+        "store_raw",
+        "persist_metadata",
+        "publish_events",
+    ]
     assert defs.resolve_sensor_def("dead_letter_backstop") is not None
     assert defs.resolve_sensor_def("outbox_relay_sensor") is not None
     assert defs.resolve_schedule_def("purge_dagster_runs_schedule") is not None
 
 
-def test_the_study_op_leaves_retries_to_the_use_case() -> None:
-    # One retry policy: Dagster retrying the op would retry what the use case gave up on.
-    node = defs.resolve_job_def("ingest_study").graph.node_named("ingest_orthanc_study")
-    assert isinstance(node.definition, dg.OpDefinition)
-    assert node.definition.retry_policy is None
+def test_the_study_ops_leave_retries_to_the_use_case() -> None:
+    # One retry policy: Dagster retrying an op would retry what the use case gave up on.
+    for node in defs.resolve_job_def("ingest_study").graph.nodes:
+        assert isinstance(node.definition, dg.OpDefinition)
+        assert node.definition.retry_policy is None, node.name
+
+
+def test_rows_are_written_only_after_the_files_are_stored() -> None:
+    # persist_metadata waits for store_raw even though it takes nothing from it.
+    job = defs.resolve_job_def("ingest_study")
+    upstream = {
+        node: {output.node_name for output in outputs}
+        for node, outputs in job.graph.dependency_structure.input_to_upstream_outputs_for_node(
+            "persist_metadata"
+        ).items()
+    }
+    assert {"extract_study", "store_raw"} <= set().union(*upstream.values())
+
+
+def test_the_study_job_has_the_dead_letter_failure_hook_on_every_op() -> None:
+    job = defs.resolve_job_def("ingest_study")
+    assert {hook.name for hook in job.hook_defs} == {"dead_letter_on_failure"}
 
 
 def test_backfill_partition_runs_take_their_own_celery_queue() -> None:
@@ -62,7 +84,7 @@ def test_every_job_holds_the_ingestion_resource_so_its_runs_beat_and_the_reaper_
 
 
 def test_a_crashed_study_run_is_retried_from_the_start() -> None:
-    # Op outputs are in memory only: a retry "from failure" would find none of them.
+    # The files a crashed run staged were on its worker: a retry starts with extraction.
     assert defs.resolve_job_def("ingest_study").tags["dagster/retry_strategy"] == "ALL_STEPS"
 
 
