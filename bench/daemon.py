@@ -77,6 +77,8 @@ def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> 
         tap = KafkaTap(settings, settings.kafka_topic)
         time.sleep(10)  # past the processes' start-up, so it is not counted
         pids = [process.pid for process in system.processes.values()]
+        dagster_db = system.env["DICOM_PIPELINE_DAGSTER_DATABASE_URL"]
+        events_before = _event_rows(dagster_db)
         cpu_before, pg_before = cpu_of_trees(pids), read_postgres(settings)
         started = time.monotonic()
         seed_small_studies(settings, studies, (), seed)
@@ -87,6 +89,7 @@ def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> 
         seconds = time.monotonic() - started
         pg_sessions, pg_cpu = spent(pg_before, read_postgres(settings))
         cpu = cpu_of_trees(pids) - cpu_before
+        events = _event_rows(dagster_db) - events_before
         tap.close()
         system.stop()
     label = f"{workers} worker(s) x 2 processes"
@@ -102,7 +105,17 @@ def sustained(settings: Settings, studies: int, seed: int, workers: int = 1) -> 
         (f"PostgreSQL CPU seconds per study, {label}", f"{pg_cpu / per_study:.2f} s"),
         (f"CPU seconds per study, {label}, all processes with PostgreSQL", f"{(cpu + pg_cpu) / per_study:.2f} s"),
         (f"PostgreSQL sessions opened per study, {label}, by database", sessions or "none"),
+        (f"Dagster event-log rows per study, {label} (runs, sensor ticks' runs, daemon)", f"{events / per_study:.1f}"),
     ]
+
+
+def _event_rows(url: str) -> int:
+    import psycopg2
+
+    with psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM event_logs")
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 def idle_cost(settings: Settings, seconds: float) -> list[tuple[str, str]]:

@@ -12,13 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from functools import lru_cache
+from typing import Any
 
-import dagster._cli.api  # noqa: F401 - warm import: what every run executes
 from celery import Celery
 from celery.signals import after_setup_logger
-from dagster_celery.config import DEFAULT_CONFIG
+from dagster import DagsterInstance
+from dagster._cli.api import _execute_run_command_body
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import unpack_value
+from dagster_celery.config import DEFAULT_CONFIG, TASK_EXECUTE_JOB_NAME
 from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
+from dagster_celery.tasks import create_resume_job_task
 
 import dicom_pipeline.definitions  # noqa: F401 - warm import: the code location every run loads
 from dicom_pipeline.logs import JsonFormatter, configure_logging
@@ -50,9 +55,33 @@ def build_app(settings: Settings) -> Celery:
             "task_default_queue": LIVE_QUEUE,
         }
     )
-    create_execute_job_task(app)
+    register_execute_run_task(app)
     create_resume_job_task(app)
     return app
+
+
+@lru_cache(maxsize=4)
+def _instance_of_process(pid: int) -> DagsterInstance:
+    """One Dagster instance per worker process (by pid: never one inherited through a fork).
+    dagster-celery's own task builds and disposes one per run: reading and validating
+    dagster.yaml and building the storages was 6 % of a worker's CPU in a burst of small
+    studies (bench/RESULTS.md, 2026-12-02)."""
+    return DagsterInstance.get()
+
+
+def register_execute_run_task(app: Celery) -> None:
+    """dagster-celery's `execute_job` task (the launcher sends it by that name), executing the
+    run with the process's long-lived instance."""
+
+    @app.task(bind=True, name=TASK_EXECUTE_JOB_NAME, track_started=True)
+    def execute_job(_task: Any, execute_job_args_packed: Any) -> int:
+        args = unpack_value(execute_job_args_packed, as_type=ExecuteRunArgs)
+        return _execute_run_command_body(
+            instance=_instance_of_process(os.getpid()),
+            run_id=args.run_id,
+            write_stream_fn=lambda _event: None,
+            set_exit_code_on_failure=True if args.set_exit_code_on_failure is None else args.set_exit_code_on_failure,
+        )
 
 
 def worker_argv(*, concurrency: int, queues: list[str], hostname: str | None, loglevel: str) -> list[str]:

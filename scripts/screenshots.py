@@ -4,7 +4,7 @@
 
 Starts Dagster webserver + daemon and the webhook on a fresh Dagster database, seeds demo
 studies (ingested by the triggers), runs a Study Date backfill through the daemon, and
-saves docs/images/{lineage,runs,backfill}.png.
+saves docs/images/{lineage,runs,study-run,backfill}.png.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ mutation($params: LaunchBackfillParams!) {
     ... on PythonError { message }
   }
 }
+"""
+STUDY_RUN = """
+query { runsOrError(filter: {pipelineName: "ingest_study", statuses: [SUCCESS]}, limit: 1) {
+  ... on Runs { results { runId } } } }
 """
 BACKFILL_STATUS = """
 query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }
@@ -141,6 +145,10 @@ def main() -> None:
         time.sleep(5)
         screenshot(f"{system.dagster_url}/asset-groups", IMAGES / "lineage.png", "dicom_metadata_v1")
         screenshot(f"{system.dagster_url}/runs?q%5B%5D=job%3Aingest_study", IMAGES / "runs.png", "ingest_study")
+        runs = graphql(system.dagster_url, STUDY_RUN, {})["runsOrError"]
+        assert isinstance(runs, dict) and runs["results"], runs
+        run_id = runs["results"][0]["runId"]
+        screenshot(f"{system.dagster_url}/runs/{run_id}", IMAGES / "study-run.png", "publish_events")
         screenshot(f"{system.dagster_url}/runs/b/{backfill_id}?tab=runs", IMAGES / "backfill.png", "Success")
 
 

@@ -56,6 +56,13 @@ def test_compose_file_interpolates_with_required_secrets() -> None:
     assert services["dagster-webserver"]["depends_on"]["dagster-code"]["condition"] == "service_healthy"
     for name in ("postgres", "kafka", "orthanc", "redis", "dagster-code", "dagster-webserver", "webhook"):
         assert "healthcheck" in services[name], name
+    # Dagster's processes do not create their schema (should_autocreate_tables: false): the
+    # migration job does, before the code server that every Dagster process waits for.
+    assert services["migrate"]["command"] == ["dicom-pipeline", "db", "upgrade"]
+    assert services["migrate"]["environment"]["DICOM_PIPELINE_DAGSTER_DATABASE_URL"].endswith("/dagster")
+    assert services["dagster-code"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("dagster-webserver", "dagster-daemon", "worker"):
+        assert services[name]["depends_on"]["dagster-code"]["condition"] == "service_healthy", name
 
 
 @pytest.mark.parametrize("missing", sorted(SECRETS))
