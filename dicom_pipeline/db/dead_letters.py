@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from dicom_pipeline.db.models import DeadLetter, OrthancStudySeen
+from dicom_pipeline.db.models import DeadLetter, OrthancStudySeen, Study, StudyVersion
 from dicom_pipeline.db.repository import enqueue_event
 from dicom_pipeline.domain.content import dead_letter_event_id
 from dicom_pipeline.domain.events import (
@@ -102,5 +102,15 @@ def _lock_orthanc_study(session: Session, orthanc_id: str) -> None:
 
 
 def _ingested_since(session: Session, orthanc_id: str, since: dt.datetime) -> bool:
+    """Whether a run has ended well for this study since then: read it (even unchanged), or
+    recorded a version, a deletion included (a deletion reads nothing to mark as seen)."""
     seen_at = session.scalar(select(OrthancStudySeen.seen_at).where(OrthancStudySeen.orthanc_id == orthanc_id))
-    return seen_at is not None and seen_at >= since
+    if seen_at is not None and seen_at >= since:
+        return True
+    recorded = session.scalar(
+        select(StudyVersion.id)
+        .join(Study, Study.id == StudyVersion.study_id)
+        .where(Study.orthanc_id == orthanc_id, StudyVersion.created_at >= since)
+        .limit(1)
+    )
+    return recorded is not None

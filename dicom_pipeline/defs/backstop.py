@@ -10,6 +10,7 @@ import datetime as dt
 import shutil
 
 import dagster as dg
+from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput, has_dead_letter_for_run
 from dicom_pipeline.db.engine import transaction
@@ -33,9 +34,16 @@ STUDY_JOBS = (ingest_study,)
 )
 def dead_letter_backstop(context: dg.RunFailureSensorContext, ingestion: IngestionResource) -> None:
     message = context.failure_event.message or "run failed before any step could report"
-    record = context.instance.get_run_record_by_id(context.dagster_run.run_id)
+    run = context.dagster_run
+    if should_retry(run, context.instance):
+        # Dagster's run retry (a crashed worker) will try again: that attempt's outcome
+        # settles the study, and a letter now would be false whenever it succeeds.
+        shutil.rmtree(ingestion.runtime().run_staging(run.run_id), ignore_errors=True)
+        context.log.info(f"run {run.run_id} failed and will be retried: no dead letter for this attempt")
+        return
+    record = context.instance.get_run_record_by_id(run.run_id)
     started_at = run_started_at(record) if record else None
-    settle_failed_run(ingestion.runtime(), context.dagster_run, started_at, "RunFailure", message)
+    settle_failed_run(ingestion.runtime(), run, started_at, "RunFailure", message)
 
 
 def run_started_at(record: dg.RunRecord) -> dt.datetime | None:

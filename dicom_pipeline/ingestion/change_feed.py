@@ -35,6 +35,9 @@ class FeedPlan:
     """What one tick should do."""
 
     stable_studies: dict[str, int] = field(default_factory=dict)  # Orthanc study id -> change seq
+    # Studies that arrived (first NewStudy change seen): Orthanc's StableStudy for them can
+    # be lost (its stability timers live in memory: a restart inside StableAge drops them).
+    new_studies: dict[str, int] = field(default_factory=dict)
     next_seq: int = 0
     done: bool = True
     changes_read: int = 0
@@ -72,6 +75,8 @@ def read_feed(
                     plan.done = False
                     return plan
                 plan.stable_studies[change["ID"]] = int(change["Seq"])
+            elif change.get("ChangeType") == "NewStudy":
+                plan.new_studies.setdefault(change["ID"], int(change["Seq"]))
             plan.next_seq = max(plan.next_seq, int(change["Seq"]))
         plan.next_seq = max(plan.next_seq, int(page.get("Last", plan.next_seq)))
         plan.done = bool(page.get("Done", True))

@@ -54,6 +54,10 @@ def record_deletion(runtime: Runtime, orthanc_id: str, context: StudyEventContex
     delete_files = runtime.settings.raw_files_on_delete == "delete"
     with transaction(runtime.engine) as session:
         outcome = record_study_deletion(session, orthanc_id, context, raw_files="deleted" if delete_files else "kept")
+        if outcome is not None:
+            # A recorded deletion ends the study as well as an ingestion does: letters of
+            # earlier failed attempts (a run killed as it started) are settled by it.
+            resolve_dead_letters(session, outcome.study_instance_uid, orthanc_id)
     if outcome is None or not delete_files:
         return outcome
     with transaction(runtime.engine) as session:

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor, Study
-from dicom_pipeline.ingestion.change_feed import FeedCursor, read_feed
+from dicom_pipeline.ingestion.change_feed import FeedCursor, FeedPlan, read_feed
 from dicom_pipeline.orthanc.client import OrthancClient, StudyState
 from dicom_pipeline.runtime import Runtime
 
@@ -67,8 +67,10 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
         if not full and stored is not None:
             plan = read_feed(orthanc, FeedCursor(stored), PAGE_SIZE, max_pages=1_000_000)
             if plan.reconcile_reason is None:
-                # A study receiving instances again will be announced (and looked at) again.
-                seen = {oid: orthanc.study_state(oid) for oid in plan.stable_studies}
+                # Studies announced stable, and studies that arrived whose announcement may
+                # never come (Orthanc restarted inside their StableAge): the state says which
+                # are stable now. A study receiving instances again is announced again.
+                seen = {oid: orthanc.study_state(oid) for oid in {**plan.new_studies, **plan.stable_studies}}
                 states = {oid: state for oid, state in seen.items() if state is not None and state.stable}
                 stable = {oid: state.last_update for oid, state in states.items() if state.last_update is not None}
                 changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
@@ -76,7 +78,7 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
                 changed.stale = list(_stale(runtime, stable.items()))
                 changed.last_updates = stable
                 changed.states = states
-                _store_cursor(runtime, plan.next_seq)
+                _store_cursor(runtime, _cursor_before_settling(plan, seen))
                 return changed
             why = f"full scan: {plan.reconcile_reason}"
         else:
@@ -88,6 +90,18 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
         scan.studies_checked, scan.stale = _full_scan(runtime, orthanc)
         _store_cursor(runtime, last)
         return scan
+
+
+def _cursor_before_settling(plan: FeedPlan, seen: dict[str, StudyState | None]) -> int:
+    """Where the next pass starts: past every change read, except that it never passes a
+    study still settling without its StableStudy, so a lost announcement is looked at again
+    (at least once, never lost)."""
+    settling = [
+        seq
+        for oid, seq in plan.new_studies.items()
+        if oid not in plan.stable_studies and (state := seen.get(oid)) is not None and not state.stable
+    ]
+    return min(settling) - 1 if settling else plan.next_seq
 
 
 def find_stale_studies(runtime: Runtime) -> list[StaleStudy]:

@@ -78,3 +78,33 @@ def test_redis_restarted_with_runs_queued_and_in_flight_loses_no_study(
         f"redis restart: runs before {dict(before)}; Redis down {restarted - stopped:.1f}s; all requests "
         f"succeeded {finished - restarted:.1f}s after the restart; runs after {dict(after)}"
     )
+
+
+def test_a_run_launched_while_redis_is_down_waits_for_it_and_spends_no_retry_or_dead_letter(
+    stack_settings: Settings, queue_system: System, events: KafkaTap
+) -> None:
+    redis = RedisService(Stack.from_settings(stack_settings).layout)
+    redis.stop()
+    try:
+        seeded, spec = seed_one(stack_settings, modality="DX")
+        # Orthanc's Lua call reaches the webhook, which creates the run; the daemon dequeues
+        # it and the launcher meets the outage.
+        wait_for(
+            lambda: [r for r in queue_system.study_runs(seeded.orthanc_id) if r["status"] == "STARTING"],
+            TIMEOUT,
+            "the run's launch to meet the unreachable queue",
+        )
+        time.sleep(4)  # a few of the launcher's attempts, more than Celery's own publish retries
+        assert [r["status"] for r in queue_system.study_runs(seeded.orthanc_id)] == ["STARTING"]
+    finally:
+        redis.start()
+    wait_for(lambda: versions_per_study([spec.study_uid]) == {spec.study_uid: 1}, TIMEOUT, "the study's version")
+    wait_for(
+        lambda: [r for r in queue_system.study_runs(seeded.orthanc_id) if r["status"] == "SUCCESS"],
+        TIMEOUT,
+        "the run to succeed",
+    )
+    runs = queue_system.study_runs(seeded.orthanc_id)
+    assert [r["status"] for r in runs] == ["SUCCESS"], "one run, not a failed one and its retry"
+    assert query("SELECT count(*) FROM dead_letter WHERE orthanc_id = :id", id=seeded.orthanc_id) == [(0,)]
+    assert [m.key for m in events.read(expected=2, timeout=15, key=spec.study_uid)] == [spec.study_uid]

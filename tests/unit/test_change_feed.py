@@ -71,3 +71,30 @@ def test_cursor_text_round_trips_and_garbage_starts_from_zero() -> None:
     assert FeedCursor.parse(FeedCursor(42).dump()) == FeedCursor(42)
     assert FeedCursor.parse("not json") == FeedCursor(0)
     assert FeedCursor.parse(None) == FeedCursor(0)
+
+
+def test_studies_that_arrived_are_kept_with_their_first_change_for_reconciliation() -> None:
+    feed = FakeOrthancFeed(
+        [_change(1, "NewStudy", "a"), _change(2, "NewStudy", "b"), _change(3, "StableStudy", "a"), _change(4)]
+    )
+    plan = read_feed(feed, FeedCursor(0), 10, 5)
+    assert plan.new_studies == {"a": 1, "b": 2}
+    assert plan.stable_studies == {"a": 3}
+
+
+def test_the_periodic_pass_stops_before_a_study_still_settling_and_passes_a_stable_or_gone_one() -> None:
+    from dicom_pipeline.ingestion.reconcile import _cursor_before_settling
+    from dicom_pipeline.orthanc.client import StudyState
+
+    feed = FakeOrthancFeed(
+        [_change(1, "NewStudy", "gone"), _change(5, "NewStudy", "settling"), _change(7, "NewStudy", "lost"), _change(9)]
+    )
+    plan = read_feed(feed, FeedCursor(0), 10, 5)
+    seen = {
+        "gone": None,  # deleted since: nothing to wait for
+        "settling": StudyState("settling", "1.2", "20261202T070000", stable=False),
+        "lost": StudyState("lost", "1.3", "20261202T070000", stable=True),  # stable, never announced
+    }
+    assert _cursor_before_settling(plan, seen) == 4
+    seen["settling"] = StudyState("settling", "1.2", "20261202T070001", stable=True)
+    assert _cursor_before_settling(plan, seen) == 9
