@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: venv dev test lint format stack-up stack-down migrate bench bench-quick clean
+.PHONY: venv dev test lint format stack-up stack-down migrate bench bench-quick soak clean
 
 $(BIN)/.installed: pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,3 +49,8 @@ bench: venv
 bench-quick: venv
 	$(BIN)/dicom-pipeline stack up
 	$(BIN)/python -m bench.run --quick
+
+# A steady workload under a fault every 30 s, then the checker (bench/soak.py); MINUTES=N.
+soak: venv
+	$(BIN)/dicom-pipeline stack up
+	$(BIN)/python -m bench.soak --minutes $(or $(MINUTES),30)

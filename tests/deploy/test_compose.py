@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,3 +71,11 @@ def test_compose_refuses_to_run_without_a_required_secret(missing: str) -> None:
     result = _compose({k: v for k, v in SECRETS.items() if k != missing})
     assert result.returncode != 0
     assert f"set {missing}" in result.stderr
+
+
+def test_the_readme_names_every_variable_compose_requires_where_it_says_what_to_export() -> None:
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", (REPO / "docker-compose.yml").read_text()))
+    assert required, "compose requires no variable: the pattern no longer matches"
+    exports = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("export ")]
+    named = {name for line in exports for name in re.findall(r"([A-Z0-9_]+)=", line)}
+    assert required <= named, f"compose requires {sorted(required - named)}, which the README does not export"

@@ -102,7 +102,7 @@ class System:
         _wait_log(self.home / f"worker-{name}.log", "ready.", 60, f"worker {name}")
         return process
 
-    def start_dagster(self, daemon: bool = True, workers: int = 1) -> None:
+    def start_webserver(self) -> None:
         self._start(
             "webserver",
             [
@@ -115,6 +115,9 @@ class System:
                 str(self.settings.dagster_port),
             ],
         )
+
+    def start_dagster(self, daemon: bool = True, workers: int = 1) -> None:
+        self.start_webserver()
         if daemon:
             self.start_daemon()
         for index in range(workers):

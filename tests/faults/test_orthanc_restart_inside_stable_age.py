@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import httpx
@@ -20,6 +21,11 @@ from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import wait_for
 from tests.helpers import seed_one
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _changes_of(orthanc: httpx.Client, orthanc_id: str) -> set[str]:
@@ -38,7 +44,10 @@ def test_a_study_orthanc_never_announced_stable_after_a_restart_is_found_by_the_
     pid = service.running_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)  # well inside StableAge: the upload finished a moment ago
-    wait_for(lambda: service.running_pid() is None, 30, "Orthanc to die")
+    # Its pid goes before its last thread (and the listening socket) does.
+    wait_for(
+        lambda: service.running_pid() is None and _port_closed(stack_settings.orthanc_http_port), 30, "Orthanc to die"
+    )
     service.start()
 
     # The fault hit the study in flight: stable now, never announced.

@@ -9,6 +9,8 @@ retried by the instance).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -84,7 +86,12 @@ def test_a_run_launched_while_redis_is_down_waits_for_it_and_spends_no_retry_or_
     stack_settings: Settings, queue_system: System, events: KafkaTap
 ) -> None:
     redis = RedisService(Stack.from_settings(stack_settings).layout)
-    redis.stop()
+    # The launcher has sent runs before (its connection to Redis is open) when Redis dies.
+    _warm, warm_spec = seed_one(stack_settings, modality="DX")
+    wait_for(lambda: versions_per_study([warm_spec.study_uid]) == {warm_spec.study_uid: 1}, TIMEOUT, "a first run")
+    pid = redis.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
     try:
         seeded, spec = seed_one(stack_settings, modality="DX")
         # Orthanc's Lua call reaches the webhook, which creates the run; the daemon dequeues

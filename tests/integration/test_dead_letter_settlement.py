@@ -16,8 +16,8 @@ import httpx
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput
 from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER
+from dicom_pipeline.definitions import build_definitions
 from dicom_pipeline.defs.backstop import dead_letter_backstop
-from dicom_pipeline.defs.jobs import ingest_study
 from dicom_pipeline.defs.resources import resources_from_settings
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.runtime import get_runtime
@@ -79,8 +79,9 @@ def _backstop_sees_failure(stack_settings: Settings, *, will_retry: bool) -> str
     """A study run that failed where no hook ran (its worker died), as the backstop sees it."""
     seeded, spec = seed_one(stack_settings, series=1, instances=1)
     with dg.instance_for_test() as instance:
+        job = build_definitions(stack_settings, resources_from_env=False).resolve_job_def("ingest_study")
         run = instance.create_run_for_job(
-            ingest_study,
+            job,
             run_config={"ops": {"extract_study": {"config": {"orthanc_study_id": seeded.orthanc_id}}}},
             tags={
                 "dicom/orthanc_id": seeded.orthanc_id,
@@ -93,14 +94,14 @@ def _backstop_sees_failure(stack_settings: Settings, *, will_retry: bool) -> str
         event = failure.event_log_entry.dagster_event
         failed_run = instance.get_run_by_id(run.run_id)
         assert event is not None and failed_run is not None
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name="dead_letter_backstop",
             dagster_event=event,
             dagster_instance=instance,
             dagster_run=failed_run,
-            resources=resources_from_settings(stack_settings),
-        ).for_run_failure()
-        dead_letter_backstop(context)
+            resources={"ingestion": resources_from_settings(stack_settings)["ingestion"]},
+        ) as context:
+            dead_letter_backstop(context.for_run_failure())
         return run.run_id
 
 
