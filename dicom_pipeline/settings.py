@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     # Whether the change-feed sensor starts running on a fresh Dagster instance (the UI
     # can start and stop it later; its state is then kept by Dagster).
     change_feed_sensor: bool = True
-    # Likewise for the reconcile sensor (every 5 minutes).
+    # Likewise for the reconcile sensor (every minute).
     reconcile_schedule: bool = True
 
     # Run liveness: every run's worker records a heartbeat this often; a STARTED run silent

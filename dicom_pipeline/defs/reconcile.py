@@ -59,7 +59,7 @@ def full_reconcile_request(run_key: str, reason: str) -> dg.RunRequest:
 
 
 def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
-    """Every 5 minutes, what changed in Orthanc since the last pass and is not ingested:
+    """Every minute, what changed in Orthanc since the last pass and is not ingested:
     one ingest_study run per study (each watched and re-run alone in the UI). A full scan
     is a `reconcile` run of its own (bulk, like a backfill): on the first pass, after a
     feed reset, or launched by hand with `full: true`."""
@@ -67,9 +67,9 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
     @dg.sensor(
         name="reconcile_sensor",
         jobs=[ingest_study, reconcile],
-        minimum_interval_seconds=300,
+        minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
-        description="Every 5 minutes: one ingest_study run per study the webhook and the change feed missed.",
+        description="Every minute: one ingest_study run per study the webhook and the change feed missed.",
     )
     def reconcile_sensor(
         context: dg.SensorEvaluationContext, ingestion: IngestionResource
