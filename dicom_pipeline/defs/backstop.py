@@ -35,15 +35,9 @@ STUDY_JOBS = (ingest_study,)
 def dead_letter_backstop(context: dg.RunFailureSensorContext, ingestion: IngestionResource) -> None:
     message = context.failure_event.message or "run failed before any step could report"
     run = context.dagster_run
-    if should_retry(run, context.instance):
-        # Dagster's run retry (a crashed worker) will try again: that attempt's outcome
-        # settles the study, and a letter now would be false whenever it succeeds.
-        shutil.rmtree(ingestion.runtime().run_staging(run.run_id), ignore_errors=True)
-        context.log.info(f"run {run.run_id} failed and will be retried: no dead letter for this attempt")
-        return
     record = context.instance.get_run_record_by_id(run.run_id)
     started_at = run_started_at(record) if record else None
-    settle_failed_run(ingestion.runtime(), run, started_at, "RunFailure", message)
+    settle_failed_run(ingestion.runtime(), context.instance, run, started_at, "RunFailure", message)
 
 
 def run_started_at(record: dg.RunRecord) -> dt.datetime | None:
@@ -51,10 +45,19 @@ def run_started_at(record: dg.RunRecord) -> dt.datetime | None:
 
 
 def settle_failed_run(
-    runtime: Runtime, run: dg.DagsterRun, started_at: dt.datetime | None, error_type: str, message: str
+    runtime: Runtime,
+    instance: dg.DagsterInstance,
+    run: dg.DagsterRun,
+    started_at: dt.datetime | None,
+    error_type: str,
+    message: str,
 ) -> None:
     """After a run failed: its scratch folder removed, its dead letter written unless it has
-    one, then its webhook request (if any) marked failed.
+    one or Dagster's run retry will try again, then its webhook request (if any) marked failed.
+
+    A retried attempt gets no letter: the retry's outcome settles the study (its own
+    failure, if it fails, gets the letter), and a letter now would be false whenever it
+    succeeds.
 
     Written after the fact, so a retry of the run may already have ingested the study:
     then the letter is recorded resolved (see record_dead_letter).
@@ -62,6 +65,8 @@ def settle_failed_run(
     # A worker that was killed could not remove its partial downloads itself.
     shutil.rmtree(runtime.run_staging(run.run_id), ignore_errors=True)
     if run.job_name not in {job.name for job in STUDY_JOBS}:
+        return
+    if should_retry(run, instance):
         return
     with transaction(runtime.engine) as session:
         if has_dead_letter_for_run(session, run.run_id):

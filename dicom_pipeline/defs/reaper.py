@@ -7,10 +7,8 @@ study's concurrency slot and lets the instance's run_retries re-execute it).
 """
 
 import json
-import shutil
 
 import dagster as dg
-from dagster._daemon.auto_run_reexecution.auto_run_reexecution import should_retry
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.run_heartbeats import forget, last_beats
@@ -60,13 +58,10 @@ def reap_dead_runs(context: dg.SensorEvaluationContext, runtime: Runtime) -> dg.
             f"run worker stopped sending heartbeats (last {last.isoformat() if last else 'never'}, "
             f"limit {detector.dead_after_seconds:.0f}s): it was killed or its host was lost"
         )
+        # Failed first, so Dagster has decided whether it retries the run.
         context.instance.report_run_failed(run, message)
         failed = context.instance.get_run_by_id(run_id) or run
-        if should_retry(failed, context.instance):
-            # Dagster's run retry settles the study; a letter now would be false if it succeeds.
-            shutil.rmtree(runtime.run_staging(run_id), ignore_errors=True)
-        else:
-            settle_failed_run(runtime, failed, runs[run_id].started_at, "RunWorkerLost", message)
+        settle_failed_run(runtime, context.instance, failed, runs[run_id].started_at, "RunWorkerLost", message)
         reaped.append(run_id)
         context.log.warning(f"run {run_id} marked failed: {message}")
     with transaction(runtime.engine) as session:
