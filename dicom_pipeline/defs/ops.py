@@ -50,11 +50,12 @@ def study_command(run: dg.DagsterRun) -> IngestStudy:
     )
 
 
-def _materialize(
+def _record_materialization(
     context: dg.OpExecutionContext, key: dg.AssetKey, command: IngestStudy, **metadata: Any
-) -> dg.AssetMaterialization:
+) -> None:
+    """Logs that this step wrote `key` (the lineage the UI's asset graph shows)."""
     values = {name: value if value is not None else "" for name, value in metadata.items()}
-    return dg.AssetMaterialization(key, metadata={**values, "correlation_id": command.correlation_id})
+    context.log_event(dg.AssetMaterialization(key, metadata={**values, "correlation_id": command.correlation_id}))
 
 
 @dg.op(
@@ -97,15 +98,13 @@ def store_raw(context: dg.OpExecutionContext, ingestion: IngestionResource, extr
     with bound_correlation_id(command.correlation_id):
         report = steps.store(ingestion.runtime(), extraction)
     if report.written:
-        context.log_event(
-            _materialize(
-                context,
-                lineage.RAW_STORE,
-                command,
-                study_uid=extraction.study_uid,
-                written=report.written,
-                bytes_written=report.bytes_written,
-            )
+        _record_materialization(
+            context,
+            lineage.RAW_STORE,
+            command,
+            study_uid=extraction.study_uid,
+            written=report.written,
+            bytes_written=report.bytes_written,
         )
     yield dg.Output(None, metadata={**report.__dict__})
 
@@ -123,16 +122,14 @@ def persist_metadata(context: dg.OpExecutionContext, ingestion: IngestionResourc
     with bound_correlation_id(command.correlation_id):
         outcome = steps.persist(ingestion.runtime(), command, extraction)
     if outcome is not None and outcome.event_id and outcome.status in ("created", "updated", "deleted"):
-        context.log_event(
-            _materialize(
-                context,
-                lineage.METADATA_TABLES,
-                command,
-                study_instance_uid=outcome.study_instance_uid,
-                version=outcome.version,
-                status=outcome.status,
-                added=outcome.added,
-            )
+        _record_materialization(
+            context,
+            lineage.METADATA_TABLES,
+            command,
+            study_instance_uid=outcome.study_instance_uid,
+            version=outcome.version,
+            status=outcome.status,
+            added=outcome.added,
         )
     metadata = outcome.as_dict() if outcome is not None else {"status": steps.ABSENT}
     yield dg.Output(outcome, output_name="outcome", metadata={k: v for k, v in metadata.items() if v is not None})
@@ -150,16 +147,14 @@ def publish_events(context: dg.OpExecutionContext, ingestion: IngestionResource,
     with bound_correlation_id(command.correlation_id):
         published = steps.publish(runtime, command, outcome)
     if published and outcome is not None:
-        context.log_event(
-            _materialize(
-                context,
-                lineage.EVENTS_TOPIC,
-                command,
-                study_instance_uid=outcome.study_instance_uid,
-                version=outcome.version,
-                event_id=outcome.event_id,
-                events_published=published,
-            )
+        _record_materialization(
+            context,
+            lineage.EVENTS_TOPIC,
+            command,
+            study_instance_uid=outcome.study_instance_uid,
+            version=outcome.version,
+            event_id=outcome.event_id,
+            events_published=published,
         )
     # The study is done: a re-execution of this run lineage has nothing to resume.
     forget_run_outputs(runtime.engine, context.run)
