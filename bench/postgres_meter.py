@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2
 from dicom_pipeline_dev.stack.layout import StackLayout
+from dicom_pipeline_dev.stack.postgres import PostgresService
 from dicom_pipeline_dev.stack.process import descendants
 
 from dicom_pipeline.settings import Settings
@@ -25,10 +25,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 class PostgresReading:
     sessions: dict[str, int]
     cpu_seconds: float
-
-
-def _postmaster_pid(layout: StackLayout) -> int:
-    return int((layout.root / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
 
 
 def _cpu_of_cluster(postmaster: int) -> float:
@@ -63,21 +59,17 @@ def cpu_of_trees(pids: list[int]) -> float:
 
 
 def read_postgres(settings: Settings) -> PostgresReading:
-    layout = StackLayout(settings)
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=settings.postgres_port,
-        user="postgres",
-        password=layout.secrets().postgres_superuser_password,
-        dbname="postgres",
-    )
+    postgres = PostgresService(StackLayout(settings))
+    conn = postgres.superuser_connection()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT datname, sessions FROM pg_stat_database WHERE datname IS NOT NULL")
             sessions = {name: int(count) for name, count in cur.fetchall()}
     finally:
         conn.close()
-    return PostgresReading(sessions, _cpu_of_cluster(_postmaster_pid(layout)))
+    # The cluster's folder is not always under the stack folder (as root it is in /var/tmp).
+    postmaster = int((postgres.data / "postmaster.pid").read_text().split()[0])
+    return PostgresReading(sessions, _cpu_of_cluster(postmaster))
 
 
 def spent(before: PostgresReading, after: PostgresReading) -> tuple[dict[str, int], float]:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import psycopg2
 import redis
 from dicom_pipeline_dev.stack.layout import DB_USER, StackLayout
+from dicom_pipeline_dev.stack.postgres import PostgresService
 from psycopg2 import sql
 
 from dicom_pipeline.dagster_storage import migrate_dagster_schema
@@ -33,13 +33,7 @@ E2E_DB = "dagster_e2e"
 def fresh_dagster_database(settings: Settings) -> str:
     """A new, empty Dagster instance database: no sensor cursor or run history from before."""
     layout = StackLayout(settings)
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=settings.postgres_port,
-        user="postgres",
-        password=layout.secrets().postgres_superuser_password,
-        dbname="postgres",
-    )
+    conn = PostgresService(layout).superuser_connection()
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(E2E_DB)))

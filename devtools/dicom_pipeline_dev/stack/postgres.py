@@ -145,9 +145,15 @@ class PostgresService:
             host="127.0.0.1", port=self.port, user=user, password=password, dbname=database, connect_timeout=3
         )
 
+    def superuser_connection(self, database: str = "postgres") -> psycopg2.extensions.connection:
+        """A connection as the cluster's superuser: for provisioning, and for tools (the
+        benchmarks' meter, the end-to-end tests' scratch databases) that read or create
+        what the pipeline's own role may not."""
+        return self._connect("postgres", self.layout.secrets().postgres_superuser_password, database)
+
     def answers(self) -> bool:
         try:
-            conn = self._connect("postgres", self.layout.secrets().postgres_superuser_password)
+            conn = self.superuser_connection()
         except psycopg2.OperationalError:
             return False
         try:
@@ -162,7 +168,7 @@ class PostgresService:
     def _provision(self) -> None:
         """The pipeline's role and its two databases (metadata and Dagster's instance)."""
         secrets = self.layout.secrets()
-        conn = self._connect("postgres", secrets.postgres_superuser_password)
+        conn = self.superuser_connection()
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
