@@ -19,7 +19,7 @@ from dicom_pipeline.defs import tags
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, SystemPool, wait_for
-from tests.helpers import KafkaTap, execute, made_up_orthanc_id, orthanc_study_id, query, unique_seed, upload
+from tests.helpers import KafkaTap, execute, made_up_orthanc_id, query, seed_one, unique_seed, upload
 
 pytestmark = pytest.mark.e2e
 
@@ -133,18 +133,8 @@ def test_a_run_for_a_study_orthanc_does_not_hold_fails_at_extract_and_its_hook_s
 def test_a_run_whose_db_write_failed_re_executed_from_failure_ingests_once_without_a_second_download(
     stack_settings: Settings, system: System, events: KafkaTap
 ) -> None:
-    plan = SeedPlan(
-        studies=1,
-        modalities=("CT",),
-        series_per_study=1,
-        instances_per_series=3,
-        rows=32,
-        columns=32,
-        seed=unique_seed(),
-    )
-    spec = plan_studies(plan)[0]
-    upload(stack_settings, build_instances(spec, plan.seed))
-    orthanc_id = orthanc_study_id(stack_settings, spec.study_uid)
+    seeded, spec = seed_one(stack_settings, series=1, instances=3, size=32)
+    orthanc_id = seeded.orthanc_id
     # The fault: every transaction that writes this study's version loses its connection,
     # as if PostgreSQL went away under the DB write (the step retries it, then gives up).
     execute(
