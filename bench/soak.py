@@ -103,8 +103,18 @@ class Verdict:
 
 
 class Soak:
-    def __init__(self, settings: Settings, system: System, *, seconds: float, fault_every: float, seed: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        system: System,
+        *,
+        seconds: float,
+        fault_every: float,
+        seed: int,
+        kinds: tuple[str, ...] = FAULT_KINDS,
+    ) -> None:
         self.settings = settings
+        self.kinds = kinds
         self.system = system
         self.seconds = seconds
         self.fault_every = fault_every
@@ -149,7 +159,7 @@ class Soak:
         kinds: list[str] = []
         while not self.stop.wait(self.fault_every):
             if not kinds:
-                kinds = list(FAULT_KINDS)
+                kinds = list(self.kinds)
                 self.random.shuffle(kinds)
             kind = kinds.pop()
             try:
@@ -437,7 +447,13 @@ class SoakResult:
 
 
 def run_soak(
-    settings: Settings, seconds: float, fault_every: float, *, seed: int, converge_timeout: float = 600.0
+    settings: Settings,
+    seconds: float,
+    fault_every: float,
+    *,
+    seed: int,
+    converge_timeout: float = 600.0,
+    kinds: tuple[str, ...] = FAULT_KINDS,
 ) -> SoakResult:
     clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
@@ -448,7 +464,7 @@ def run_soak(
             system.start_worker(name, concurrency=concurrency)
         system.start_webhook()
         tap = KafkaTap(settings, settings.kafka_topic)
-        soak = Soak(settings, system, seconds=seconds, fault_every=fault_every, seed=seed)
+        soak = Soak(settings, system, seconds=seconds, fault_every=fault_every, seed=seed, kinds=kinds)
         threads = [
             threading.Thread(target=soak.supervise, daemon=True),
             threading.Thread(target=soak.nemesis, daemon=True),
@@ -534,13 +550,27 @@ def main() -> None:
     parser.add_argument("--fault-every", type=float, default=30.0, help="seconds between faults")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--converge-timeout", type=float, default=600.0, help="seconds")
+    parser.add_argument(
+        "--faults", default=",".join(FAULT_KINDS), help="comma-separated kinds, taken in turn (default: %(default)s)"
+    )
     args = parser.parse_args()
+    kinds = tuple(kind.strip() for kind in args.faults.split(",") if kind.strip())
+    unknown = sorted(set(kinds) - set(FAULT_KINDS))
+    if unknown or not kinds:
+        parser.error(f"unknown fault kind(s) {unknown}; choose from {', '.join(FAULT_KINDS)}")
     result = run_soak(
-        get_settings(), args.minutes * 60, args.fault_every, seed=args.seed, converge_timeout=args.converge_timeout
+        get_settings(),
+        args.minutes * 60,
+        args.fault_every,
+        seed=args.seed,
+        converge_timeout=args.converge_timeout,
+        kinds=kinds,
     )
     for name, value in result.rows:
         print(f"{name}: {value}")
     command = f"python -m bench.soak --minutes {args.minutes:g} --fault-every {args.fault_every:g} --seed {args.seed}"
+    if kinds != FAULT_KINDS:
+        command += f" --faults {','.join(kinds)}"
     notes = [f"command: `{command}`"]
     print(record("soak", result.rows, notes))
     raise SystemExit(0 if result.verdict.passed and result.converged_after is not None else 1)
