@@ -38,6 +38,9 @@ class FeedPlan:
     # Studies that arrived (first NewStudy change seen): Orthanc's StableStudy for them can
     # be lost (its stability timers live in memory: a restart inside StableAge drops them).
     new_studies: dict[str, int] = field(default_factory=dict)
+    # Instances that arrived (NewInstance), the only trace of an instance added to a study
+    # Orthanc already held: its StableStudy can be lost the same way. Orthanc id -> seq.
+    new_instances: dict[str, int] = field(default_factory=dict)
     next_seq: int = 0
     done: bool = True
     changes_read: int = 0
@@ -77,6 +80,8 @@ def read_feed(
                 plan.stable_studies[change["ID"]] = int(change["Seq"])
             elif change.get("ChangeType") == "NewStudy":
                 plan.new_studies.setdefault(change["ID"], int(change["Seq"]))
+            elif change.get("ChangeType") == "NewInstance":
+                plan.new_instances.setdefault(change["ID"], int(change["Seq"]))
             plan.next_seq = max(plan.next_seq, int(change["Seq"]))
         plan.next_seq = max(plan.next_seq, int(page.get("Last", plan.next_seq)))
         plan.done = bool(page.get("Done", True))

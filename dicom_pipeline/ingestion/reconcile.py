@@ -71,6 +71,15 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
                 # never come (Orthanc restarted inside their StableAge): the state says which
                 # are stable now. A study receiving instances again is announced again.
                 seen = {oid: orthanc.study_state(oid) for oid in {**plan.new_studies, **plan.stable_studies}}
+                arrivals = dict(plan.new_studies)
+                # Instances added to studies Orthanc already held: one request each, for
+                # those whose study this pass has not looked at yet.
+                for instance, seq in sorted(plan.new_instances.items(), key=lambda item: item[1]):
+                    state = orthanc.instance_study_state(instance)
+                    if state is None:
+                        continue
+                    arrivals.setdefault(state.orthanc_id, seq)
+                    seen.setdefault(state.orthanc_id, state)
                 states = {oid: state for oid, state in seen.items() if state is not None and state.stable}
                 stable = {oid: state.last_update for oid, state in states.items() if state.last_update is not None}
                 changed = ReconcilePass("changes", f"changes after seq {stored}", changes_read=plan.changes_read)
@@ -78,7 +87,7 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
                 changed.stale = list(_stale(runtime, stable.items()))
                 changed.last_updates = stable
                 changed.states = states
-                _store_cursor(runtime, _cursor_before_settling(plan, seen))
+                _store_cursor(runtime, _cursor_before_settling(plan, arrivals, seen))
                 return changed
             why = f"full scan: {plan.reconcile_reason}"
         else:
@@ -92,13 +101,14 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
         return scan
 
 
-def _cursor_before_settling(plan: FeedPlan, seen: dict[str, StudyState | None]) -> int:
+def _cursor_before_settling(plan: FeedPlan, arrivals: dict[str, int], seen: dict[str, StudyState | None]) -> int:
     """Where the next pass starts: past every change read, except that it never passes a
-    study still settling without its StableStudy, so a lost announcement is looked at again
-    (at least once, never lost)."""
+    study that received something (`arrivals`: study -> first seq) and is still settling
+    without its StableStudy, so a lost announcement is looked at again (at least once,
+    never lost)."""
     settling = [
         seq
-        for oid, seq in plan.new_studies.items()
+        for oid, seq in arrivals.items()
         if oid not in plan.stable_studies and (state := seen.get(oid)) is not None and not state.stable
     ]
     return min(settling) - 1 if settling else plan.next_seq

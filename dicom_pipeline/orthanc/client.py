@@ -110,6 +110,16 @@ class OrthancClient:
         except OrthancNotFound:
             return None
 
+    def instance_study_state(self, instance_id: str) -> StudyState | None:
+        """The state of the study an instance belongs to (one request); None when Orthanc no
+        longer has the instance."""
+        validate_orthanc_id(instance_id)
+        try:
+            study = self._get_json(f"/instances/{instance_id}/study")
+        except OrthancNotFound:
+            return None
+        return study_state_of(str(study.get("ID", "")), study)
+
     def study_instances(self, orthanc_id: str) -> list[OrthancInstance]:
         validate_orthanc_id(orthanc_id)
         items = self._get_json(f"/studies/{orthanc_id}/instances")

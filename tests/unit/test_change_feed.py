@@ -95,6 +95,16 @@ def test_the_periodic_pass_stops_before_a_study_still_settling_and_passes_a_stab
         "settling": StudyState("settling", "1.2", "20261202T070000", stable=False),
         "lost": StudyState("lost", "1.3", "20261202T070000", stable=True),  # stable, never announced
     }
-    assert _cursor_before_settling(plan, seen) == 4
+    assert _cursor_before_settling(plan, plan.new_studies, seen) == 4
     seen["settling"] = StudyState("settling", "1.2", "20261202T070001", stable=True)
-    assert _cursor_before_settling(plan, seen) == 9
+    assert _cursor_before_settling(plan, plan.new_studies, seen) == 9
+
+
+def test_instances_that_arrived_are_kept_with_their_first_change_for_reconciliation() -> None:
+    # A late instance into a study Orthanc already held leaves only NewInstance behind when
+    # Orthanc restarts inside its StableAge (seen in a soak, 2026-12-03).
+    changes = [_change(3, "NewInstance", "i1"), _change(4, "NewInstance", "i2"), _change(6, "StableSeries")]
+    feed = FakeOrthancFeed(changes)
+    plan = read_feed(feed, FeedCursor(0), 10, 5)
+    assert plan.new_instances == {"i1": 3, "i2": 4}
+    assert plan.new_studies == {} and plan.stable_studies == {}
