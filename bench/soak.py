@@ -80,6 +80,7 @@ class Workload:
     bad: set[str] = field(default_factory=set)
     actions: Counter[str] = field(default_factory=Counter)
     failed_actions: Counter[str] = field(default_factory=Counter)
+    done_at: list[float] = field(default_factory=list)  # when each action that succeeded ended
 
 
 @dataclass
@@ -230,6 +231,7 @@ class Soak:
             try:
                 actions[name][1]()
                 self.workload.actions[name] += 1
+                self.workload.done_at.append(time.time())
             except Exception:  # noqa: BLE001 - Orthanc may be down: a modality tries again later
                 self.workload.failed_actions[name] += 1
             time.sleep(self.random.uniform(0.5, 2.0))
@@ -444,6 +446,18 @@ class SoakResult:
     rows: list[tuple[str, str]]
     verdict: Verdict
     converged_after: float | None
+    faults: list[Fault]
+    workload: Workload
+
+    def faults_amid_work(self, window: float) -> list[Fault]:
+        """The faults with work of the workload's done both in the `window` seconds before
+        and in those after: faults that hit a system busy with studies, not a quiet one."""
+        return [
+            fault
+            for fault in self.faults
+            if any(fault.at - window <= at < fault.at for at in self.workload.done_at)
+            and any(fault.at < at <= fault.at + window for at in self.workload.done_at)
+        ]
 
 
 def run_soak(
@@ -535,7 +549,7 @@ def run_soak(
     for name, items in dataclasses.asdict(verdict).items():
         for item in items[:5]:
             print(f"[soak] {name}: {item}", flush=True)
-    return SoakResult(rows, verdict, converged_after)
+    return SoakResult(rows, verdict, converged_after, soak.faults, soak.workload)
 
 
 def _counts(done: Counter[str], failed: Counter[str]) -> str:
