@@ -7,10 +7,14 @@ import json
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from dicom_pipeline.settings import get_settings
+from dicom_pipeline.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
 
 
 @click.group()
@@ -252,6 +256,54 @@ def outbox_relay() -> None:
     click.echo(json.dumps({"published": result.published, "failed": result.failed}))
     if result.failed:
         sys.exit(1)
+
+
+@main.group()
+def schemas() -> None:
+    """The events' schemas in the schema registry (DICOM_PIPELINE_SCHEMA_REGISTRY_URL)."""
+
+
+def _registry() -> tuple[SchemaRegistryClient, Settings]:
+    from dicom_pipeline.kafka.contract import registry_client
+
+    settings = get_settings()
+    client = registry_client(settings)
+    if client is None:
+        raise click.ClickException("no schema registry configured: set DICOM_PIPELINE_SCHEMA_REGISTRY_URL")
+    return client, settings
+
+
+@schemas.command("check")
+def schemas_check() -> None:
+    """Ask the registry whether this release's schemas are compatible with every registered
+    version (exit 1 if one is not). Registers nothing."""
+    from dicom_pipeline.kafka.contract import check
+
+    client, settings = _registry()
+    results = check(client, settings)
+    for result in results:
+        click.echo(f"{result.subject}: {'ok' if result.compatible else 'REFUSED'}: {result.detail}")
+    if not all(r.compatible for r in results):
+        sys.exit(1)
+
+
+@schemas.command("register")
+@click.option(
+    "--wait", "wait_seconds", type=click.FloatRange(min=0), default=0.0, help="seconds to wait for the registry"
+)
+def schemas_register(wait_seconds: float) -> None:
+    """Register this release's schemas and their compatibility rule (before the release
+    starts; the running pipeline never registers). Nothing is registered if one is refused."""
+    from dicom_pipeline.kafka.contract import ContractError, register, wait_for_registry
+
+    client, settings = _registry()
+    try:
+        wait_for_registry(client, wait_seconds)
+        results = register(client, settings)
+    except ContractError as exc:
+        raise click.ClickException(f"refused by the registry, nothing registered: {exc}") from exc
+    for result in results:
+        click.echo(f"{result.subject}: registered, {result.detail}")
 
 
 # Commands of installed plugins: the development package (`devtools/`, installed by `make`)

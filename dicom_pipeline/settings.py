@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     redis_port: int = 16379
     webhook_port: int = 18000
     dagster_port: int = 13000
+    schema_registry_port: int = 18081
 
     # Orthanc.
     orthanc_url: str = "http://127.0.0.1:18042"
@@ -72,6 +73,15 @@ class Settings(BaseSettings):
     kafka_ssl_key_location: str | None = None
     kafka_ssl_key_password: SecretStr | None = None
     kafka_ssl_check_hostname: bool = True
+    # Schema registry with a Confluent-compatible API (Confluent's, or Apicurio's under
+    # /apis/ccompat/v7). Set: `dicom-pipeline schemas register` puts the events' schemas
+    # there and every message is validated against its registered schema and carries its id
+    # (header `__value_schema_id`). Unset: messages are produced without a schema id.
+    schema_registry_url: str | None = None
+    schema_registry_basic_auth: SecretStr | None = None  # "user:password", when the registry asks for it
+    # CloudEvents `source` of every message (which pipeline, which Orthanc); derived from
+    # ORTHANC_URL's host and port when unset.
+    event_source: str | None = Field(default=None, max_length=256)
 
     # Celery run workers: broker and result backend (Redis). The run launcher in
     # dagster_home/dagster.yaml and `dicom-pipeline worker` both read these.

@@ -121,6 +121,8 @@ class KafkaMessage:
     key: str
     value: dict[str, Any]
     headers: dict[str, str]
+    raw_value: bytes = b""  # as on the wire, for a consumer's own deserializer
+    raw_headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class KafkaTap:
@@ -154,10 +156,13 @@ class KafkaTap:
             if message is None or message.error() is not None:
                 continue
             raw_headers = cast(list[tuple[str, bytes]], message.headers() or [])
+            raw_value = bytes(message.value() or b"{}")
             decoded = KafkaMessage(
                 key=bytes(message.key() or b"").decode(),
-                value=json.loads(bytes(message.value() or b"{}")),
-                headers={name: bytes(value or b"").decode() for name, value in raw_headers},
+                value=json.loads(raw_value),
+                headers={name: bytes(value or b"").decode("utf-8", "replace") for name, value in raw_headers},
+                raw_value=raw_value,
+                raw_headers=tuple((name, bytes(value or b"")) for name, value in raw_headers),
             )
             if key is None or decoded.key == key:
                 found.append(decoded)

@@ -52,12 +52,28 @@ def _dagster(runtime: Runtime) -> None:
     response.raise_for_status()
 
 
+def _schema_registry(runtime: Runtime) -> None:
+    # Events wait in the outbox while it is away (a publish needs the schema's id).
+    url = f"{str(runtime.settings.schema_registry_url).rstrip('/')}/subjects"
+    auth = runtime.settings.schema_registry_basic_auth
+    user, _, password = auth.get_secret_value().partition(":") if auth else ("", "", "")
+    response = httpx.get(url, timeout=TIMEOUT, auth=(user, password) if auth else None)
+    response.raise_for_status()
+
+
 CHECKS: dict[str, Callable[[Runtime], None]] = {
     "postgresql": _postgres,
     "orthanc": _orthanc,
     "kafka": _kafka,
     "dagster": _dagster,
 }
+
+
+def checks_for(runtime: Runtime) -> dict[str, Callable[[Runtime], None]]:
+    """The dependencies this deployment has: the schema registry only where one is set."""
+    if runtime.settings.schema_registry_url:
+        return {**CHECKS, "schema_registry": _schema_registry}
+    return CHECKS
 
 
 REQUIRED = "postgresql"
@@ -101,5 +117,5 @@ async def check_dependencies(runtime: Runtime) -> dict[str, str]:
             return name, f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
         return name, "ok"
 
-    results = await asyncio.gather(*(run(name, check) for name, check in CHECKS.items()))
+    results = await asyncio.gather(*(run(name, check) for name, check in checks_for(runtime).items()))
     return dict(results)

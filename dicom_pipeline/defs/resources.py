@@ -69,6 +69,11 @@ class EventPublisherResource(dg.ConfigurableResource):
     ssl_key_location: str | None = None
     ssl_key_password: str | None = None
     ssl_check_hostname: bool = True
+    # The events' contract: where their schemas are registered (none: no schema id), and
+    # the CloudEvents source.
+    schema_registry_url: str | None = None
+    schema_registry_basic_auth: str | None = None
+    event_source: str | None = None
 
 
 class PipelineSettingsResource(dg.ConfigurableResource):
@@ -174,6 +179,9 @@ _PARTS: dict[str, tuple[type[dg.ConfigurableResource], dict[str, str]]] = {
             "ssl_key_location": "kafka_ssl_key_location",
             "ssl_key_password": "kafka_ssl_key_password",
             "ssl_check_hostname": "kafka_ssl_check_hostname",
+            "schema_registry_url": "schema_registry_url",
+            "schema_registry_basic_auth": "schema_registry_basic_auth",
+            "event_source": "event_source",
         },
     ),
     "pipeline": (

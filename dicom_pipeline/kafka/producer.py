@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import SerializationError
 
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.kafka.client_config import kafka_client_config
+from dicom_pipeline.kafka.cloudevents import cloudevent_headers, event_source
+from dicom_pipeline.kafka.contract import EventSerializer, plain_json, registry_client, schema_of
 from dicom_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,9 +27,17 @@ class DeliveryReport:
 
 class EventProducer:
     def __init__(
-        self, bootstrap_servers: str, delivery_timeout_seconds: float, client_config: dict[str, str] | None = None
+        self,
+        bootstrap_servers: str,
+        delivery_timeout_seconds: float,
+        client_config: dict[str, str] | None = None,
+        *,
+        source: str = "urn:dicom-pipeline",
+        serializer: EventSerializer | None = None,
     ) -> None:
         self._timeout = delivery_timeout_seconds
+        self._source = source
+        self._serializer = serializer
         self._producer = Producer(
             {
                 **(client_config or {}),
@@ -44,9 +55,29 @@ class EventProducer:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventProducer:
+        client = registry_client(settings)
         return cls(
-            settings.kafka_bootstrap_servers, settings.kafka_delivery_timeout_seconds, kafka_client_config(settings)
+            settings.kafka_bootstrap_servers,
+            settings.kafka_delivery_timeout_seconds,
+            kafka_client_config(settings),
+            source=event_source(settings),
+            serializer=EventSerializer(client, settings) if client is not None else None,
         )
+
+    def _value_and_headers(self, envelope: EventEnvelope) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+        headers: list[tuple[str, str | bytes | None]] = [
+            (name, value.encode()) for name, value in envelope.headers.items()
+        ]
+        headers.append(("event_id", envelope.event_id.encode()))
+        if self._serializer is not None:
+            # Validated against the registered schema; its id goes into a header.
+            value, dataschema = self._serializer(envelope.topic, envelope.payload, headers)
+        else:
+            value, dataschema = plain_json(envelope.payload), f"urn:dicom-pipeline:schema:{schema_of(envelope.payload)}"
+        headers.extend(
+            cloudevent_headers(envelope.event_id, envelope.payload, source=self._source, dataschema=dataschema)
+        )
+        return value, headers
 
     def send(self, envelopes: list[EventEnvelope]) -> DeliveryReport:
         """Produce every envelope and wait until each is acknowledged or has failed."""
@@ -62,20 +93,21 @@ class EventProducer:
             return callback
 
         for envelope in envelopes:
-            headers: list[tuple[str, str | bytes | None]] = [
-                (name, value.encode()) for name, value in envelope.headers.items()
-            ]
-            headers.append(("event_id", envelope.event_id.encode()))
             try:
+                value, headers = self._value_and_headers(envelope)
                 self._producer.produce(
                     envelope.topic,
                     key=envelope.key.encode(),
-                    value=json.dumps(envelope.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+                    value=value,
                     headers=headers,
                     on_delivery=on_delivery(envelope.event_id),
                 )
             except (BufferError, KafkaException) as exc:
                 report.failed[envelope.event_id] = f"{type(exc).__name__}: {exc}"
+            except (SerializationError, SchemaRegistryError) as exc:
+                # Not registered (run `dicom-pipeline schemas register`), invalid, or the
+                # registry unreachable: the event stays in the outbox and is sent again later.
+                report.failed[envelope.event_id] = f"schema registry: {type(exc).__name__}: {exc}"
             self._producer.poll(0)
         # delivery.timeout.ms bounds each message; the extra margin lets the last callbacks run.
         self._producer.flush(self._timeout + 5)

@@ -158,6 +158,7 @@ def test_with_only_kafka_down_ready_is_200_listing_it_and_a_study_is_accepted(
     assert body["status"] == "ready" and "kafka" in body["degraded"] and "postgresql" not in body["degraded"]
     assert body["checks"]["kafka"] != "ok"
     assert body["checks"]["postgresql"] == "ok" and body["checks"]["orthanc"] == "ok"
+    assert body["checks"]["schema_registry"] == "ok"  # the stack's registry, checked where one is set
     metrics = client.get("/metrics").text
     assert 'dicom_pipeline_dependency_up{dependency="kafka"} 0.0' in metrics
     assert 'dicom_pipeline_dependency_up{dependency="postgresql"} 1.0' in metrics

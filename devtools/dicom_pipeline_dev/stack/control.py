@@ -1,4 +1,4 @@
-"""`dicom-pipeline stack up | down | status`: the three services as one unit."""
+"""`dicom-pipeline stack up | down | status`: the services as one unit."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dicom_pipeline_dev.stack.layout import DAGSTER_DB, StackLayout
 from dicom_pipeline_dev.stack.orthanc import OrthancService
 from dicom_pipeline_dev.stack.postgres import PostgresService
 from dicom_pipeline_dev.stack.redis import RedisService
+from dicom_pipeline_dev.stack.schema_registry import SchemaRegistryService
 
 
 class Service(Protocol):
@@ -43,6 +44,7 @@ class Stack:
             RedisService(self.layout),
             OrthancService(self.layout),
             KafkaService(self.layout),
+            SchemaRegistryService(self.layout),
         ]
 
     def up(self, report: Any = print) -> None:
@@ -57,6 +59,9 @@ class Stack:
             service.install()
             service.start()
             report(f"{service.name}: started in {time.monotonic() - started:.1f}s")
+        # Every time, not only when the registry starts: a checkout's schemas may be newer
+        # than the ones its running registry holds (refused if incompatible).
+        SchemaRegistryService(self.layout).register_schemas()
 
     def down(self, purge: bool = False, report: Any = print) -> None:
         for service in reversed(self.services):
@@ -88,6 +93,8 @@ class Stack:
             "kafka_client_config": self.layout.kafka_client_config() if secrets else None,
             # Broker and result backend of the Celery run workers (one Redis database).
             "celery_broker_url": self.layout.celery_broker_url() if secrets else None,
+            # Confluent-compatible API of the stack's Apicurio Registry (the events' schemas).
+            "schema_registry_url": self.layout.schema_registry_url(),
             "env_file": str(self.layout.env_path),
             "services": services,
         }

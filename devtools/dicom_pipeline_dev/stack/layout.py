@@ -18,6 +18,7 @@ KAFKA_CLIENT_USER = "dicom-pipeline"
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
 METADATA_DB = "dicom_pipeline"
 DAGSTER_DB = "dagster"
+SCHEMA_REGISTRY_DB = "schema_registry"  # Apicurio Registry's storage
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,10 @@ class StackLayout:
     def dagster_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.dagster_port}"
 
+    def schema_registry_url(self) -> str:
+        """The registry's Confluent-compatible API, what confluent-kafka's client is given."""
+        return f"http://127.0.0.1:{self.settings.schema_registry_port}/apis/ccompat/v7"
+
     def write_env_file(self) -> None:
         """Settings for every tool of the project, pointing at this stack."""
         s = self.secrets()
@@ -132,6 +137,7 @@ class StackLayout:
             "WEBHOOK_URL": self.webhook_url(),
             "WEBHOOK_TOKEN": s.webhook_token,
             "DAGSTER_URL": self.dagster_url(),
+            "SCHEMA_REGISTRY_URL": self.schema_registry_url(),
             "PHI_HASH_KEY": s.phi_hash_key,
             "STORAGE_URL": "file://" + str(self.root / "storage"),
             "STAGING_DIR": str(self.root / "staging"),

@@ -14,7 +14,7 @@ from psycopg2 import sql
 
 from dicom_pipeline.dagster_storage import migrate_dagster_schema
 from dicom_pipeline_dev.stack.errors import StackError
-from dicom_pipeline_dev.stack.layout import DAGSTER_DB, DB_USER, METADATA_DB, StackLayout
+from dicom_pipeline_dev.stack.layout import DAGSTER_DB, DB_USER, METADATA_DB, SCHEMA_REGISTRY_DB, StackLayout
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package, postgres_bin_dir
 from dicom_pipeline_dev.stack.process import PidFile, ensure_port_free, stop_pid, wait_until
 
@@ -108,7 +108,7 @@ class PostgresService:
         postmaster_pid = (self.data / "postmaster.pid").read_text().splitlines()[0]
         self.pid_file.path.write_text(postmaster_pid)
         wait_until(self.answers, "PostgreSQL", 30, self.log)
-        self._provision()
+        self.provision()
 
     def _initdb(self, bin_dir: Path) -> None:
         pwfile = self.dir / "superuser.pw"
@@ -165,8 +165,8 @@ class PostgresService:
         finally:
             conn.close()
 
-    def _provision(self) -> None:
-        """The pipeline's role and its two databases (metadata and Dagster's instance)."""
+    def provision(self) -> None:
+        """The pipeline's role and its databases (metadata, Dagster's instance, the schema registry's)."""
         secrets = self.layout.secrets()
         conn = self.superuser_connection()
         conn.autocommit = True
@@ -178,7 +178,7 @@ class PostgresService:
                     sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(DB_USER)),
                     (secrets.database_password,),
                 )
-                for database in (METADATA_DB, DAGSTER_DB):
+                for database in (METADATA_DB, DAGSTER_DB, SCHEMA_REGISTRY_DB):
                     cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
                     if cur.fetchone() is None:
                         cur.execute(

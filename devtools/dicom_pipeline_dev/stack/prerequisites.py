@@ -62,6 +62,33 @@ def require_java17() -> str:
     return java
 
 
+def require_java(minimum: int, purpose: str) -> str:
+    """A java binary of at least `minimum`: JAVA_HOME's, the one on PATH, then any JDK under
+    /usr/lib/jvm (these machines keep a Temurin 25 beside Debian's Java 17)."""
+    candidates = [Path(os.environ["JAVA_HOME"]) / "bin" / "java"] if os.environ.get("JAVA_HOME") else []
+    on_path = shutil.which("java")
+    candidates += [Path(on_path)] if on_path else []
+    candidates += sorted(Path("/usr/lib/jvm").glob("*/bin/java"), reverse=True)
+    found = []
+    for java in candidates:
+        if not java.exists():
+            continue
+        version = _java_major(str(java))
+        if version is not None and version >= minimum:
+            return str(java)
+        found.append(f"{java} ({version})")
+    raise StackError(
+        f"{purpose} needs Java {minimum} or newer (found: {', '.join(found) or 'none'}); "
+        f"install one (e.g. a Temurin {minimum}+ JDK) or point JAVA_HOME at it"
+    )
+
+
+def _java_major(java: str) -> int | None:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)', out)
+    return int(match.group(1)) if match else None
+
+
 def require_maven() -> str:
     mvn = shutil.which("mvn")
     if mvn is None:
