@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from dicom_pipeline.db.engine import engine_for
 from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.runtime import Runtime, get_runtime
 from webhook.errors import install_error_handlers
 from webhook.launcher import RunLauncher
-from webhook.metrics import DependencyCollector, HttpMetrics, PipelineCollector
+from webhook.metrics import DependencyCollector, HttpMetrics, PipelineCollector, RunCollector
 from webhook.middleware import BodyLimitMiddleware, CorrelationIdMiddleware, MetricsMiddleware
 from webhook.readiness import DependencyMonitor
 from webhook.routes import health, ingestion
@@ -52,6 +53,8 @@ def create_app(runtime: Runtime | None = None, *, launch_runs: bool = True) -> F
     http_metrics = HttpMetrics(registry)
     registry.register(PipelineCollector(runtime.engine))
     registry.register(DependencyCollector(dependencies))
+    if settings.dagster_database_url is not None:
+        registry.register(RunCollector(engine_for(settings.dagster_database_url.get_secret_value())))
     app.state.runtime = runtime
     app.state.launcher = launcher
     app.state.dependencies = dependencies

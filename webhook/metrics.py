@@ -46,6 +46,8 @@ PIPELINE_QUERY = text(
       (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'study'::regclass) AS studies,
       (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'study_version'::regclass) AS versions,
       (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS pending_outbox,
+      (SELECT extract(epoch FROM now() - created_at) FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1)
+        AS oldest_pending_age,
       (SELECT count(*) FROM dead_letter WHERE resolved_at IS NULL) AS open_dead_letters,
       (SELECT extract(epoch FROM now() - created_at) FROM study_version ORDER BY id DESC LIMIT 1)
         AS last_ingestion_age,
@@ -86,6 +88,44 @@ class PipelineCollector(Collector):
         age = GaugeMetricFamily("dicom_pipeline_last_ingestion_age_seconds", "Seconds since the last new version")
         age.add_metric([], float(row.last_ingestion_age) if row.last_ingestion_age is not None else float("nan"))
         yield age
+        waiting = GaugeMetricFamily(
+            "dicom_pipeline_outbox_oldest_pending_age_seconds", "Age of the oldest event Kafka has not acknowledged"
+        )
+        waiting.add_metric([], float(row.oldest_pending_age) if row.oldest_pending_age is not None else 0.0)
+        yield waiting
+
+
+# Dagster's `runs` table, through its (status, update_timestamp) index: the last hour only.
+RUNS_QUERY = text(
+    """
+    SELECT status, count(*) AS runs FROM runs
+    WHERE status IN ('SUCCESS', 'FAILURE', 'CANCELED')
+      AND update_timestamp > now() AT TIME ZONE 'UTC' - interval '1 hour'  -- Dagster keeps UTC, naive
+    GROUP BY status
+    """
+)
+
+
+class RunCollector(Collector):
+    """dicom_pipeline_runs_finished_last_hour{status=...}: Dagster runs that ended in the
+    last hour, read from Dagster's own storage (the failure-ratio alert's input)."""
+
+    def __init__(self, dagster_engine: Engine) -> None:
+        self.engine = dagster_engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with self.engine.connect() as conn:
+                counts = {status: int(runs) for status, runs in conn.execute(RUNS_QUERY)}
+        except Exception:  # noqa: BLE001 - a scrape must not fail because a database is down
+            log.warning("run gauges unavailable: Dagster's database query failed")
+            return
+        gauge = GaugeMetricFamily(
+            "dicom_pipeline_runs_finished_last_hour", "Dagster runs that ended in the last hour", labels=["status"]
+        )
+        for status in ("SUCCESS", "FAILURE", "CANCELED"):
+            gauge.add_metric([status], float(counts.get(status, 0)))
+        yield gauge
 
 
 class DependencyCollector(Collector):

@@ -17,6 +17,7 @@ SECRETS = {
     "ORTHANC_PASSWORD": "orthanc-secret",
     "WEBHOOK_TOKEN": "t" * 32,
     "REDIS_PASSWORD": "redis-secret",
+    "UI_HTPASSWD_FILE": "/etc/dicom-pipeline/ui.htpasswd",
 }
 
 
@@ -49,7 +50,17 @@ def test_compose_file_interpolates_with_required_secrets() -> None:
         "migrate",
         "redis",
         "worker",
+        "schema-registry",
+        "proxy",
     } <= set(services)
+    # Only the proxy is reachable from outside: Dagster's own port is on loopback, the
+    # webhook's only behind the proxy.
+    published = services["dagster-webserver"]["ports"]
+    # docker-compose 1.29 prints a port with a host address in the short form.
+    hosts = [str(p.get("host_ip") if isinstance(p, dict) else p) for p in published]
+    assert hosts and all(host.startswith("127.0.0.1") for host in hosts), published
+    assert "ports" not in services["webhook"]
+    assert config["secrets"]["ui_htpasswd"]["file"] == SECRETS["UI_HTPASSWD_FILE"]
     # The worker tier scales (--scale worker=N): nothing pins one container.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
     assert services["worker"]["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -59,7 +70,9 @@ def test_compose_file_interpolates_with_required_secrets() -> None:
         assert "healthcheck" in services[name], name
     # Dagster's processes do not create their schema (should_autocreate_tables: false): the
     # migration job does, before the code server that every Dagster process waits for.
-    assert services["migrate"]["command"] == ["dicom-pipeline", "db", "upgrade"]
+    # Then the events' schemas, before any producer starts.
+    migrate = services["migrate"]["command"][-1]
+    assert migrate == "dicom-pipeline db upgrade && dicom-pipeline schemas register --wait 180"
     assert services["migrate"]["environment"]["DICOM_PIPELINE_DAGSTER_DATABASE_URL"].endswith("/dagster")
     assert services["dagster-code"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("dagster-webserver", "dagster-daemon", "worker"):
