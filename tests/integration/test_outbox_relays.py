@@ -3,12 +3,14 @@ every pending row exactly once: rows are claimed FOR UPDATE SKIP LOCKED until pu
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter
 
 import pytest
 
+from dicom_pipeline.domain.events import dead_letter_payload
 from dicom_pipeline.kafka.outbox import PublishResult, publish_pending_events
 from dicom_pipeline.kafka.producer import EventProducer
 from dicom_pipeline.runtime import get_runtime
@@ -23,15 +25,31 @@ ROWS = 60
 def test_two_concurrent_relays_publish_each_outbox_row_once(stack_settings: Settings, dead_letters: KafkaTap) -> None:
     key = f"relay-test-{uuid.uuid4().hex[:12]}"
     ids = [uuid.uuid4() for _ in range(ROWS)]
-    for event_id in ids:
+    for number, event_id in enumerate(ids, start=1):
+        # A valid dead letter: the producer validates every message against its schema.
+        payload = dead_letter_payload(
+            event_id=str(event_id),
+            dead_letter_id=number,
+            correlation_id="relay-test",
+            trigger=None,
+            study_instance_uid=None,
+            orthanc_id=None,
+            instance=None,
+            run_id=None,
+            failed_op="relay_test",
+            error_type="RelayTest",
+            error_message="a row of the concurrent relay test",
+            transient=False,
+            attempts=1,
+        )
         execute(
             "INSERT INTO outbox (event_id, topic, message_key, payload, headers, publish_attempts) "
             "VALUES (:id, :topic, :key, CAST(:payload AS jsonb), CAST(:headers AS jsonb), 0)",
             id=event_id,
             topic=stack_settings.kafka_dlq_topic,
             key=key,
-            payload=f'{{"relay_test": "{event_id}"}}',
-            headers='{"correlation_id": "relay-test", "event_type": "test", "schema_version": "1.0"}',
+            payload=json.dumps(payload),
+            headers='{"correlation_id": "relay-test", "event_type": "ingestion.failed", "schema_version": "1.0"}',
         )
     engine = get_runtime().engine
     results: list[PublishResult] = []

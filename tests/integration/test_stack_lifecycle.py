@@ -34,6 +34,7 @@ def private_stack() -> Iterator[Stack]:
         redis_port=base.redis_port + OFFSET,
         webhook_port=base.webhook_port + OFFSET,
         dagster_port=base.dagster_port + OFFSET,
+        schema_registry_port=base.schema_registry_port + OFFSET,
     )
     stack = Stack.from_settings(settings)
     try:
@@ -45,7 +46,7 @@ def private_stack() -> Iterator[Stack]:
 def test_stack_comes_up_from_nothing_and_down_leaves_no_process(private_stack: Stack) -> None:
     lines: list[str] = []
     private_stack.up(report=lines.append)
-    assert [line.split(":")[0] for line in lines] == ["postgresql", "redis", "orthanc", "kafka"]
+    assert [line.split(":")[0] for line in lines] == ["postgresql", "redis", "orthanc", "kafka", "schema-registry"]
     status = private_stack.status()
     pids = [service["pid"] for service in status["services"].values()]
     assert all(service["running"] for service in status["services"].values())
@@ -59,7 +60,8 @@ def test_stack_comes_up_from_nothing_and_down_leaves_no_process(private_stack: S
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"pid {pid} survived stack down"
     settings = private_stack.layout.settings
-    for port in (settings.orthanc_http_port, settings.postgres_port, settings.kafka_port, settings.redis_port):
+    ports = (settings.orthanc_http_port, settings.postgres_port, settings.kafka_port, settings.redis_port)
+    for port in (*ports, settings.schema_registry_port, settings.schema_registry_port + 1):
         assert not port_in_use(port)
     # Data stays unless --purge.
     assert private_stack.layout.secrets_path.exists()

@@ -56,7 +56,7 @@ def test_second_up_reports_already_running(stack_settings: Settings) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "dicom_pipeline.cli", "stack", "up"], capture_output=True, text=True, check=True
     ).stdout
-    assert out.count("already running") == 4
+    assert out.count("already running") == 5
 
 
 def test_orthanc_accepts_an_upload_and_lists_it(orthanc: httpx.Client) -> None:
