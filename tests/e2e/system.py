@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -197,6 +198,21 @@ def _wait_log(path: Path, marker: str, timeout: float, what: str) -> None:
 def purge_run_queue(settings: Settings) -> None:
     """Runs queued by an earlier system belong to another Dagster database: drop them."""
     redis.Redis.from_url(settings.celery_broker_url.get_secret_value()).flushdb()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a helper server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_status(url: str) -> int | None:
+    """The status a GET gets, or None when nothing answers."""
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None
 
 
 def _wait_http(url: str, timeout: float, what: str) -> None:

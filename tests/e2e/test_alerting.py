@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +21,13 @@ import yaml
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package
 
 from dicom_pipeline.settings import Settings
-from tests.e2e.system import System, running_system, wait_for
+from tests.e2e.system import System, free_port, http_status, running_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 # Series selectors in the rules: a metric name, and its label matchers if any.
 SELECTOR = re.compile(r"\b((?:dicom_pipeline|orthanc)_[a-z_]+|up)\b(\{[^}]*\})?")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def prometheus(stack_settings: Settings, system: System, tmp_path_factory: pytes
         if "basic_auth" in job:
             job["basic_auth"] = {"username": stack_settings.orthanc_username, "password_file": str(password)}
     (home / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = open(home / "prometheus.log", "ab")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [
@@ -78,19 +71,12 @@ def prometheus(stack_settings: Settings, system: System, tmp_path_factory: pytes
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), 60, "Prometheus to be ready")
+        wait_for(lambda: http_status(f"{url}/-/ready") == 200, 60, "Prometheus to be ready")
         yield url
     finally:
         process.terminate()
         process.wait(30)
         log.close()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _query(url: str, expr: str) -> list[dict[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package
 
 from dicom_pipeline.settings import Settings
-from tests.e2e.system import System, running_system, wait_for
+from tests.e2e.system import System, free_port, http_status, running_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +30,6 @@ USER, PASSWORD = "alice", "correct horse battery staple"
 class Proxy:
     ui: str
     webhook: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def proxy(stack_settings: Settings, system: System, tmp_path_factory: pytest.Tem
     ).stdout.strip()
     htpasswd = home / "ui.htpasswd"
     htpasswd.write_text(f"{USER}:{hashed}\n")
-    ui_port, webhook_port = _free_port(), _free_port()
+    ui_port, webhook_port = free_port(), free_port()
     # Compose's file, with the addresses compose's network would give replaced by the stack's.
     conf = (
         CONFIG.read_text()
@@ -93,19 +86,11 @@ http {{
     )
     proxy = Proxy(f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{webhook_port}")
     try:
-        wait_for(lambda: _answers(proxy.ui), 30, "nginx")
+        wait_for(lambda: http_status(proxy.ui) is not None, 30, "nginx")
         yield proxy
     finally:
         process.terminate()
         process.wait(30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=2)
-    except httpx.HTTPError:
-        return False
-    return True
 
 
 def test_the_dagster_ui_asks_for_credentials_and_opens_with_them(proxy: Proxy) -> None:
