@@ -66,10 +66,14 @@ def patient_block(
     }
 
 
+def schema_text(name: str) -> str:
+    """A topic's JSON Schema as this release ships it (dicom_pipeline/schemas/)."""
+    return (resources.files("dicom_pipeline.schemas") / f"{name}.json").read_text(encoding="utf-8")
+
+
 @lru_cache(maxsize=4)
 def _validator(name: str) -> jsonschema.protocols.Validator:
-    text = (resources.files("dicom_pipeline.schemas") / f"{name}.json").read_text(encoding="utf-8")
-    schema = json.loads(text)
+    schema = json.loads(schema_text(name))
     validator_class = jsonschema.validators.validator_for(schema)
     return validator_class(schema, format_checker=jsonschema.FormatChecker())
 

@@ -72,8 +72,9 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
                 # are stable now. A study receiving instances again is announced again.
                 seen = {oid: orthanc.study_state(oid) for oid in {**plan.new_studies, **plan.stable_studies}}
                 arrivals = dict(plan.new_studies)
-                # Instances added to studies Orthanc already held: one request each, for
-                # those whose study this pass has not looked at yet.
+                # Instances added to studies Orthanc already held: one request each (a
+                # change names the instance only), oldest first so a study's arrival is
+                # its first instance's seq.
                 for instance, seq in sorted(plan.new_instances.items(), key=lambda item: item[1]):
                     state = orthanc.instance_study_state(instance)
                     if state is None:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -25,6 +24,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from dicom_pipeline.domain.events import schema_text
 from dicom_pipeline.settings import Settings
 
 STUDY_EVENTS = "dicom.metadata.v1"  # schema of the study events' topic
@@ -39,8 +39,10 @@ class ContractError(RuntimeError):
     """The registry refused a schema, or does not hold the one the producer writes with."""
 
 
-def schema_text(name: str) -> str:
-    return (resources.files("dicom_pipeline.schemas") / f"{name}.json").read_text(encoding="utf-8")
+@cache
+def schema_uri(name: str) -> str:
+    """The schema's own `$id`: what a message names as its schema without a registry."""
+    return str(json.loads(schema_text(name))["$id"])
 
 
 def subjects(settings: Settings) -> dict[str, str]:

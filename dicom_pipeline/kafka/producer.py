@@ -13,7 +13,7 @@ from confluent_kafka.serialization import SerializationError
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.kafka.cloudevents import cloudevent_headers, event_source
-from dicom_pipeline.kafka.contract import EventSerializer, plain_json, registry_client, schema_of
+from dicom_pipeline.kafka.contract import EventSerializer, plain_json, registry_client, schema_of, schema_uri
 from dicom_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class EventProducer:
             # Validated against the registered schema; its id goes into a header.
             value, dataschema = self._serializer(envelope.topic, envelope.payload, headers)
         else:
-            value, dataschema = plain_json(envelope.payload), f"urn:dicom-pipeline:schema:{schema_of(envelope.payload)}"
+            value, dataschema = plain_json(envelope.payload), schema_uri(schema_of(envelope.payload))
         headers.extend(
             cloudevent_headers(envelope.event_id, envelope.payload, source=self._source, dataschema=dataschema)
         )

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from dicom_pipeline_dev.stack.control import Stack
 
-from dicom_pipeline.domain.events import EventEnvelope
+from dicom_pipeline.domain.events import EventEnvelope, schema_text
 from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.kafka.contract import (
     COMPATIBILITY,
@@ -29,7 +29,6 @@ from dicom_pipeline.kafka.contract import (
     check,
     register,
     registry_client,
-    schema_text,
     subjects,
 )
 from dicom_pipeline.kafka.producer import EventProducer
