@@ -468,7 +468,6 @@ def run_soak(
     seed: int,
     converge_timeout: float = 600.0,
     kinds: tuple[str, ...] = FAULT_KINDS,
-    converged: Callable[[Verdict], bool] = lambda verdict: verdict.passed,
 ) -> SoakResult:
     clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
@@ -517,7 +516,7 @@ def run_soak(
             print(
                 f"[soak] check {time.time() - last_fault:5.0f}s after the last fault: {verdict.summary()}", flush=True
             )
-            if converged(verdict):
+            if verdict.passed:
                 converged_after = time.time() - last_fault
                 break
             time.sleep(10)

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     change_feed_sensor: bool = True
     # Likewise for the reconcile sensor (every minute).
     reconcile_schedule: bool = True
+    # The periodic pass looks for deletions nobody announced whenever Orthanc holds fewer
+    # studies or instances than the database records; when the totals differ the other way
+    # (arrivals in flight may hide a deletion), at most this often. ingestion/deletion_check.py.
+    reconcile_deletion_check_seconds: float = Field(default=600.0, ge=0)
 
     # Run liveness: every run's worker records a heartbeat this often; a STARTED run silent
     # for longer than run_dead_after_seconds is marked failed by the dead_run_reaper sensor

@@ -92,7 +92,7 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
         states = states_for_runs(runtime, {study.orthanc_id: look.states.get(study.orthanc_id) for study in wanted})
         requests = []
         for study in wanted:
-            run_key = f"reconcile:{study.orthanc_id}:{look.last_updates.get(study.orthanc_id)}"
+            run_key = study.run_key(look.last_updates.get(study.orthanc_id))
             requests.append(study_run_request(states[study.orthanc_id], trigger="reconcile", run_key=run_key))
         if not requests:
             return dg.SkipReason(

@@ -12,6 +12,10 @@ Two ways to look, chosen so that a pass costs what changed, not what Orthanc hol
   resource's changes go with it) and which do not move a study's LastUpdate: studies the
   database holds that Orthanc no longer does, and studies whose instance count in Orthanc
   (paged from its series) differs from the database's.
+
+A deletion whose notice was lost is found by the periodic pass too, when Orthanc's totals
+say one is missing (ingestion/deletion_check.py): then it compares study ids, and instance
+counts only when instances are short.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from sqlalchemy.dialects.postgresql import insert
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor, Study
 from dicom_pipeline.ingestion.change_feed import FeedCursor, FeedPlan, read_feed
+from dicom_pipeline.ingestion.deletion_check import Totals, deletion_check_reason
 from dicom_pipeline.orthanc.client import OrthancClient, StudyState
 from dicom_pipeline.runtime import Runtime
 
 CURSOR_NAME = "orthanc"
+# Its row's updated_at is when the periodic pass last looked for unannounced deletions.
+DELETION_CHECK_NAME = "orthanc-deletions"
 PAGE_SIZE = 1000
 
 
@@ -38,6 +45,12 @@ PAGE_SIZE = 1000
 class StaleStudy:
     orthanc_id: str
     reason: str  # "missing", "changed", or "deleted" (in Orthanc: the run records it)
+    # What tells this finding from an earlier one of the same study at the same LastUpdate
+    # (a deletion moves no LastUpdate): part of the run key, so Dagster does not skip it.
+    evidence: str = ""
+
+    def run_key(self, last_update: str | None) -> str:
+        return f"reconcile:{self.orthanc_id}:{last_update}" + (f":{self.evidence}" if self.evidence else "")
 
 
 @dataclass
@@ -88,6 +101,7 @@ def plan_reconciliation(runtime: Runtime, *, full: bool = False, allow_full: boo
                 changed.stale = list(_stale(runtime, stable.items()))
                 changed.last_updates = stable
                 changed.states = states
+                _look_for_unannounced_deletions(runtime, orthanc, changed)
                 _store_cursor(runtime, _cursor_before_settling(plan, arrivals, seen))
                 return changed
             why = f"full scan: {plan.reconcile_reason}"
@@ -131,25 +145,86 @@ def _full_scan(runtime: Runtime, orthanc: OrthancClient) -> tuple[int, list[Stal
         # Unstable studies are still receiving instances; they will announce themselves.
         stable.update(i["ID"] for i in page if i.get("IsStable", True))
         stale += _stale(runtime, ((i["ID"], i.get("LastUpdate")) for i in page if i.get("IsStable", True)))
-    instances_in_orthanc: Counter[str] = Counter()
-    for series_page in _pages(orthanc.series_page):
-        for series in series_page:
-            instances_in_orthanc[series["ParentStudy"]] += len(series.get("Instances") or ())
+    instances_in_orthanc = _instances_per_study(orthanc)
     already = {s.orthanc_id for s in stale}
-    with transaction(runtime.engine) as session:
-        current = session.execute(
-            select(Study.orthanc_id, Study.number_of_instances).where(
-                Study.deleted_at.is_(None), Study.orthanc_id.is_not(None)
-            )
-        ).all()
-    for orthanc_id, count in current:
-        if orthanc_id is None or orthanc_id in already:
+    for orthanc_id, count, _version in _recorded_studies(runtime):
+        if orthanc_id in already:
             continue
         if orthanc_id not in instances_in_orthanc:
             stale.append(StaleStudy(orthanc_id, "deleted"))
         elif orthanc_id in stable and instances_in_orthanc[orthanc_id] != count:
             stale.append(StaleStudy(orthanc_id, "changed"))
     return checked, stale
+
+
+def _look_for_unannounced_deletions(runtime: Runtime, orthanc: OrthancClient, look: ReconcilePass) -> None:
+    """Adds to a changes pass the studies deleted (wholly, or some of their instances) in
+    Orthanc whose deletion no notice brought, when Orthanc's totals call for a look."""
+    statistics = orthanc.statistics()
+    in_orthanc = Totals(int(statistics["CountStudies"]), int(statistics["CountInstances"]))
+    with transaction(runtime.engine) as session:
+        studies, instances = session.execute(
+            select(func.count(), func.coalesce(func.sum(Study.number_of_instances), 0)).where(
+                Study.deleted_at.is_(None), Study.orthanc_id.is_not(None)
+            )
+        ).one()
+        seconds_since_last = session.scalar(
+            select(func.extract("epoch", func.now() - ReconcileCursor.updated_at)).where(
+                ReconcileCursor.name == DELETION_CHECK_NAME
+            )
+        )
+    why = deletion_check_reason(
+        in_orthanc,
+        Totals(int(studies), int(instances)),
+        seconds_since_last=None if seconds_since_last is None else float(seconds_since_last),
+        interval=runtime.settings.reconcile_deletion_check_seconds,
+    )
+    if why is None:
+        return
+    look.why += f"; deletion check: {why}"
+    # The database first: a study recorded after Orthanc's list was read would look deleted.
+    recorded = _recorded_studies(runtime)
+    present = set(orthanc.study_ids())
+    already = {s.orthanc_id for s in look.stale}
+    deleted = [(oid, count, version) for oid, count, version in recorded if oid not in present]
+    look.stale += [StaleStudy(oid, "deleted", f"deleted-v{v}") for oid, _count, v in deleted if oid not in already]
+    # Instances still differ once whole studies are counted out: some study may have lost
+    # some of its instances. Only then is it worth counting every study's instances (the
+    # expanded series: the costly part, which is why a look that is not certain waits for
+    # the interval).
+    if in_orthanc.instances != int(instances) - sum(count for _oid, count, _v in deleted):
+        per_study = _instances_per_study(orthanc)
+        for oid, count, _version in recorded:
+            # Fewer than recorded: arrivals cannot explain it (more would be an arrival,
+            # which the change log announces).
+            if oid in present and oid not in already and per_study[oid] < count:
+                state = orthanc.study_state(oid)
+                if state is None:
+                    continue
+                look.stale.append(StaleStudy(oid, "changed", f"{per_study[oid]}-instances"))
+                look.states[oid] = state
+                if state.last_update is not None:
+                    look.last_updates[oid] = state.last_update
+    _store_cursor(runtime, len(present), name=DELETION_CHECK_NAME)
+
+
+def _instances_per_study(orthanc: OrthancClient) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for series_page in _pages(orthanc.series_page):
+        for series in series_page:
+            counts[series["ParentStudy"]] += len(series.get("Instances") or ())
+    return counts
+
+
+def _recorded_studies(runtime: Runtime) -> list[tuple[str, int, int]]:
+    """(Orthanc id, instances, current version) of every study the database records as present."""
+    with transaction(runtime.engine) as session:
+        rows = session.execute(
+            select(Study.orthanc_id, Study.number_of_instances, Study.current_version).where(
+                Study.deleted_at.is_(None), Study.orthanc_id.is_not(None)
+            )
+        ).all()
+    return [(str(oid), int(count), int(version)) for oid, count, version in rows]
 
 
 def _pages(read: Callable[[int, int], list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
@@ -192,9 +267,9 @@ def _stored_cursor(runtime: Runtime) -> int | None:
         return session.scalar(select(ReconcileCursor.seq).where(ReconcileCursor.name == CURSOR_NAME))
 
 
-def _store_cursor(runtime: Runtime, seq: int) -> None:
+def _store_cursor(runtime: Runtime, seq: int, *, name: str = CURSOR_NAME) -> None:
     with transaction(runtime.engine) as session:
-        statement = insert(ReconcileCursor).values(name=CURSOR_NAME, seq=seq)
+        statement = insert(ReconcileCursor).values(name=name, seq=seq)
         session.execute(
             statement.on_conflict_do_update(index_elements=["name"], set_={"seq": seq, "updated_at": func.now()})
         )

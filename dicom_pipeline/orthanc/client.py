@@ -177,6 +177,16 @@ class OrthancClient:
         result: list[dict[str, Any]] = self._get_json("/studies", {"expand": "", "since": since, "limit": limit})
         return result
 
+    def statistics(self) -> dict[str, Any]:
+        """Orthanc's totals (CountStudies, CountInstances, ...): one cheap request."""
+        result: dict[str, Any] = self._get_json("/statistics")
+        return result
+
+    def study_ids(self) -> list[str]:
+        """Every study's Orthanc id (ids only: some 50 bytes a study)."""
+        result: list[str] = self._get_json("/studies")
+        return result
+
     def series_page(self, since: int, limit: int) -> list[dict[str, Any]]:
         """Expanded series (ParentStudy, Instances), for counting a study's instances."""
         result: list[dict[str, Any]] = self._get_json("/series", {"expand": "", "since": since, "limit": limit})

@@ -17,13 +17,23 @@ from dicom_pipeline.domain.content import content_hash
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.ingestion.extract import extract_study
 from dicom_pipeline.ingestion.persist import persist_study_version
-from dicom_pipeline.ingestion.reconcile import find_stale_studies
+from dicom_pipeline.ingestion.reconcile import DELETION_CHECK_NAME, find_stale_studies, plan_reconciliation
 from dicom_pipeline.ingestion.replay import replay_events
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.local_runs import ingest_in_process
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.settings import Settings
-from tests.helpers import KafkaTap, ingest, query, seed_one, stored_sop_uids, unique_seed, upload, wait_for_stable
+from tests.helpers import (
+    KafkaTap,
+    execute,
+    ingest,
+    query,
+    seed_one,
+    stored_sop_uids,
+    unique_seed,
+    upload,
+    wait_for_stable,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +235,41 @@ def test_full_reconciliation_finds_a_deleted_study_and_a_deleted_instance_whose_
             uid=gone_spec.study_uid,
         )[0][0]
     )
+
+
+def test_the_periodic_pass_finds_a_deleted_study_and_a_deleted_instance_whose_notices_were_lost(
+    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+) -> None:
+    # Found by the 30-minute soak of 2026-12-03: a study deleted while the webhook was down
+    # stayed current in the database; only the nightly full scan would have found it.
+    runtime = get_runtime()
+    gone, gone_spec = seed_one(stack_settings, series=1, instances=2)
+    shrunk, shrunk_spec = seed_one(stack_settings, series=2, instances=2)
+    for seeded in (gone, shrunk):
+        wait_for_stable(stack_settings, seeded.orthanc_id)
+        assert ingest(seeded.orthanc_id)["status"] == "created"
+    plan_reconciliation(runtime)  # the change log's cursor past both studies' announcements
+    victim = orthanc.get(f"/studies/{shrunk.orthanc_id}/instances").json()[0]
+    # The webhook is not running in this test: Orthanc's deletion callbacks reach nobody.
+    orthanc.delete(f"/studies/{gone.orthanc_id}").raise_for_status()
+    orthanc.delete(f"/instances/{victim['ID']}").raise_for_status()
+    # Other tests' studies still in Orthanc and never ingested may outnumber these two
+    # deletions in the totals; the look they call for is then one per interval: as if the
+    # last look was long ago.
+    execute("UPDATE reconcile_cursor SET updated_at = now() - interval '1 day' WHERE name = :n", n=DELETION_CHECK_NAME)
+
+    look = plan_reconciliation(runtime, allow_full=False)
+
+    assert look.mode == "changes"
+    found = {s.orthanc_id: s for s in look.stale}
+    assert (found[gone.orthanc_id].reason, found[shrunk.orthanc_id].reason) == ("deleted", "changed"), look.why
+    assert look.states[shrunk.orthanc_id].study_uid == shrunk_spec.study_uid
+    # Neither LastUpdate moved: the run key must still differ from the ingestion's.
+    assert found[shrunk.orthanc_id].run_key(look.last_updates[shrunk.orthanc_id]).endswith(":3-instances")
+    assert found[gone.orthanc_id].run_key(None).endswith(":deleted-v1")
+    assert ingest(gone.orthanc_id, trigger="reconcile")["status"] == "deleted"
+    summary = ingest(shrunk.orthanc_id, trigger="reconcile")
+    assert (summary["status"], summary["version"], summary["removed"]) == ("updated", 2, 1)
+    assert events.read(expected=2, key=gone_spec.study_uid)[-1].value["event_type"] == "study.deleted"
+    again = {s.orthanc_id for s in plan_reconciliation(runtime, allow_full=False).stale}
+    assert gone.orthanc_id not in again and shrunk.orthanc_id not in again
