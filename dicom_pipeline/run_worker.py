@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger
+from celery.signals import after_setup_logger, worker_ready
 from dagster import DagsterInstance
 from dagster._cli.api import _execute_run_command_body
 from dagster._grpc.types import ExecuteRunArgs
@@ -28,6 +28,7 @@ from dagster_celery.tasks import create_resume_job_task
 import dicom_pipeline.definitions  # noqa: F401 - warm import: the code location every run loads
 from dicom_pipeline.logs import JsonFormatter, configure_logging
 from dicom_pipeline.settings import Settings
+from dicom_pipeline.staging_sweep import start_sweeping
 
 LIVE_QUEUE = "dagster"
 # Backfill partition runs go to their own queue, so a long backfill never holds the workers
@@ -101,6 +102,13 @@ def _json_worker_logs(logger: logging.Logger, *args: object, **kwargs: object) -
     """Celery's own lines (task received, succeeded, worker lost) as JSON, like every process."""
     for handler in logger.handlers:
         handler.setFormatter(JsonFormatter())
+
+
+@worker_ready.connect
+def _sweep_dead_runs_staging(**_kwargs: object) -> None:
+    """In the worker's main process (it outlives its pool processes): the scratch folders
+    of runs killed on this host, which nothing else can reach (dicom_pipeline.staging_sweep)."""
+    start_sweeping(_settings)
 
 
 _settings = Settings()

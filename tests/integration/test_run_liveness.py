@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import uuid
+from pathlib import Path
+
+from sqlalchemy import text
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.repository import record_orthanc_seen
-from dicom_pipeline.db.run_heartbeats import last_beats
+from dicom_pipeline.db.run_heartbeats import beat, forget, last_beats
 from dicom_pipeline.ingestion.dead_letter import write_dead_letter
 from dicom_pipeline.run_liveness import Heartbeat
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings
+from dicom_pipeline.staging_sweep import sweep_abandoned_staging
 from tests.helpers import made_up_orthanc_id, query
 
 
@@ -71,3 +76,34 @@ def test_a_late_dead_letter_is_recorded_resolved_when_the_study_was_ingested_sin
         )
     )
     assert resolved == {open_id: False, late_id: True, later_failure: False}
+
+
+def test_a_worker_sweeps_the_scratch_folders_of_its_dead_runs_and_keeps_the_living(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    # Found by the 30-minute soak of 2026-12-04: a worker host killed as a run began left the
+    # run's scratch folder; the backstop that settled the run runs in the daemon, elsewhere.
+    runtime = get_runtime()
+    dead, ended, alive, just_started = (str(uuid.uuid4()) for _ in range(4))
+    with transaction(runtime.engine) as session:
+        for run_id in (dead, alive):
+            beat(session, run_id=run_id, job_name="ingest_study", hostname="test", pid=1)
+        session.execute(
+            text("UPDATE run_heartbeat SET beat_at = now() - interval '1 hour' WHERE run_id = :r"), {"r": dead}
+        )
+    long_ago = time.time() - 3600
+    folders = {name: tmp_path / name for name in (dead, ended, alive, just_started, "outside-runs")}
+    for name, folder in folders.items():
+        (folder / "study-1").mkdir(parents=True)
+        (folder / "study-1" / "partial.dcm").write_bytes(b"x")
+        if name != just_started:  # a run whose first beat may not be written yet
+            os.utime(folder, (long_ago, long_ago))
+
+    try:
+        removed = sweep_abandoned_staging(runtime.engine, tmp_path, dead_after=60.0)
+    finally:
+        with transaction(runtime.engine) as session:
+            forget(session, [dead, alive])
+
+    assert sorted(p.name for p in removed) == sorted([dead, ended])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive, just_started, "outside-runs"])
