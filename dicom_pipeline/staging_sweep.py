@@ -23,6 +23,7 @@ from sqlalchemy.pool import NullPool
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.run_heartbeats import last_beats
+from dicom_pipeline.run_liveness import DeadRunDetector, StartedRun
 from dicom_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,12 @@ def sweep_abandoned_staging(engine: Engine, root: Path, *, dead_after: float) ->
         return []
     with transaction(engine) as session:
         now, beats = last_beats(session, list(candidates))
+    # Silent by the reaper's own measure; a run with no beat at all has ended (its beat is
+    # forgotten then) or never began, and its folder is as old as the limit.
+    silent = DeadRunDetector(dead_after).silent([StartedRun(run_id, None) for run_id in candidates], beats, now)
     removed = []
     for run_id, folder in candidates.items():
-        beat = beats.get(run_id)
-        if beat is None or (now - beat).total_seconds() >= dead_after:
+        if run_id not in beats or run_id in silent:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
             log.info("removed the scratch folder of run %s (its worker is gone)", run_id, extra={"run_id": run_id})

@@ -39,6 +39,8 @@ CURSOR_NAME = "orthanc"
 # Its row's updated_at is when the periodic pass last looked for unannounced deletions.
 DELETION_CHECK_NAME = "orthanc-deletions"
 PAGE_SIZE = 1000
+# The studies the database records as present in Orthanc.
+_RECORDED_PRESENT = (Study.deleted_at.is_(None), Study.orthanc_id.is_not(None))
 
 
 @dataclass(frozen=True)
@@ -164,9 +166,7 @@ def _look_for_unannounced_deletions(runtime: Runtime, orthanc: OrthancClient, lo
     in_orthanc = Totals(int(statistics["CountStudies"]), int(statistics["CountInstances"]))
     with transaction(runtime.engine) as session:
         studies, instances = session.execute(
-            select(func.count(), func.coalesce(func.sum(Study.number_of_instances), 0)).where(
-                Study.deleted_at.is_(None), Study.orthanc_id.is_not(None)
-            )
+            select(func.count(), func.coalesce(func.sum(Study.number_of_instances), 0)).where(*_RECORDED_PRESENT)
         ).one()
         seconds_since_last = session.scalar(
             select(func.extract("epoch", func.now() - ReconcileCursor.updated_at)).where(
@@ -188,11 +188,11 @@ def _look_for_unannounced_deletions(runtime: Runtime, orthanc: OrthancClient, lo
     already = {s.orthanc_id for s in look.stale}
     deleted = [(oid, count, version) for oid, count, version in recorded if oid not in present]
     look.stale += [StaleStudy(oid, "deleted", f"deleted-v{v}") for oid, _count, v in deleted if oid not in already]
-    # Instances still differ once whole studies are counted out: some study may have lost
-    # some of its instances. Only then is it worth counting every study's instances (the
-    # expanded series: the costly part, which is why a look that is not certain waits for
-    # the interval).
-    if in_orthanc.instances != int(instances) - sum(count for _oid, count, _v in deleted):
+    # Instances still differ once whole studies are counted out (by the same reading of
+    # the database as the ids): some study may have lost some of its instances. Only then
+    # is it worth counting every study's instances (the expanded series: the costly part,
+    # which is why a look that is not certain waits for the interval).
+    if in_orthanc.instances != sum(count for oid, count, _v in recorded if oid in present):
         per_study = _instances_per_study(orthanc)
         for oid, count, _version in recorded:
             # Fewer than recorded: arrivals cannot explain it (more would be an arrival,
@@ -220,9 +220,7 @@ def _recorded_studies(runtime: Runtime) -> list[tuple[str, int, int]]:
     """(Orthanc id, instances, current version) of every study the database records as present."""
     with transaction(runtime.engine) as session:
         rows = session.execute(
-            select(Study.orthanc_id, Study.number_of_instances, Study.current_version).where(
-                Study.deleted_at.is_(None), Study.orthanc_id.is_not(None)
-            )
+            select(Study.orthanc_id, Study.number_of_instances, Study.current_version).where(*_RECORDED_PRESENT)
         ).all()
     return [(str(oid), int(count), int(version)) for oid, count, version in rows]
 
