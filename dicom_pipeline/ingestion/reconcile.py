@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from dicom_pipeline.db.engine import transaction
-from dicom_pipeline.db.models import OrthancStudySeen, ReconcileCursor, Study
+from dicom_pipeline.db.models import DeadLetter, OrthancStudySeen, ReconcileCursor, Study
 from dicom_pipeline.ingestion.change_feed import FeedCursor, FeedPlan, read_feed
 from dicom_pipeline.ingestion.deletion_check import Totals, deletion_check_reason
 from dicom_pipeline.orthanc.client import OrthancClient, StudyState
@@ -38,6 +38,10 @@ from dicom_pipeline.runtime import Runtime
 CURSOR_NAME = "orthanc"
 # Its row's updated_at is when the periodic pass last looked for unannounced deletions.
 DELETION_CHECK_NAME = "orthanc-deletions"
+# Refused studies counted into the totals, one Orthanc request each per pass; beyond this
+# many (a site with a backlog of dead letters) the rest make the totals differ and the
+# interval decides, as with arrivals in flight.
+REFUSED_STUDIES_COUNTED = 100
 PAGE_SIZE = 1000
 # The studies the database records as present in Orthanc.
 _RECORDED_PRESENT = (Study.deleted_at.is_(None), Study.orthanc_id.is_not(None))
@@ -162,12 +166,12 @@ def _full_scan(runtime: Runtime, orthanc: OrthancClient) -> tuple[int, list[Stal
 def _look_for_unannounced_deletions(runtime: Runtime, orthanc: OrthancClient, look: ReconcilePass) -> None:
     """Adds to a changes pass the studies deleted (wholly, or some of their instances) in
     Orthanc whose deletion no notice brought, when Orthanc's totals call for a look."""
+    expected = expected_totals(runtime, orthanc)
+    # Read after the expectation: a deletion between the two readings makes Orthanc short
+    # (a look, never a hidden deletion); an arrival only adds to what Orthanc holds.
     statistics = orthanc.statistics()
     in_orthanc = Totals(int(statistics["CountStudies"]), int(statistics["CountInstances"]))
     with transaction(runtime.engine) as session:
-        studies, instances = session.execute(
-            select(func.count(), func.coalesce(func.sum(Study.number_of_instances), 0)).where(*_RECORDED_PRESENT)
-        ).one()
         seconds_since_last = session.scalar(
             select(func.extract("epoch", func.now() - ReconcileCursor.updated_at)).where(
                 ReconcileCursor.name == DELETION_CHECK_NAME
@@ -175,7 +179,7 @@ def _look_for_unannounced_deletions(runtime: Runtime, orthanc: OrthancClient, lo
         )
     why = deletion_check_reason(
         in_orthanc,
-        Totals(int(studies), int(instances)),
+        expected,
         seconds_since_last=None if seconds_since_last is None else float(seconds_since_last),
         interval=runtime.settings.reconcile_deletion_check_seconds,
     )
@@ -206,6 +210,44 @@ def _look_for_unannounced_deletions(runtime: Runtime, orthanc: OrthancClient, lo
                 if state.last_update is not None:
                     look.last_updates[oid] = state.last_update
     _store_cursor(runtime, len(present), name=DELETION_CHECK_NAME)
+
+
+def expected_totals(runtime: Runtime, orthanc: OrthancClient) -> Totals:
+    """What Orthanc should hold if no deletion went unannounced and every arrival is
+    recorded: the studies recorded as present, and the studies the pipeline refused (an
+    open dead letter naming the Orthanc study) as Orthanc holds them. Orthanc keeps a
+    refused study and the database records it not at all, or as it was before the refused
+    change; counted as recorded, a refused study would make the totals differ for as long
+    as its letter is open, and a lost deletion beside it would wait for the interval."""
+    with transaction(runtime.engine) as session:
+        studies, instances = session.execute(
+            select(func.count(), func.coalesce(func.sum(Study.number_of_instances), 0)).where(*_RECORDED_PRESENT)
+        ).one()
+        refused = [
+            str(oid)
+            for oid in session.scalars(
+                select(DeadLetter.orthanc_id)
+                .where(DeadLetter.resolved_at.is_(None), DeadLetter.orthanc_id.is_not(None))
+                .distinct()
+                .limit(REFUSED_STUDIES_COUNTED)
+            )
+        ]
+        recorded = {
+            str(oid): int(count)
+            for oid, count in session.execute(
+                select(Study.orthanc_id, Study.number_of_instances).where(
+                    *_RECORDED_PRESENT, Study.orthanc_id.in_(refused)
+                )
+            )
+        }
+    expected = Totals(int(studies), int(instances))
+    for orthanc_id in refused:
+        held = orthanc.study_instance_count(orthanc_id)
+        if held is None:
+            continue  # gone from Orthanc: its record stays counted, so a deletion of it shows
+        before = recorded.get(orthanc_id)
+        expected = Totals(expected.studies + (before is None), expected.instances + held - (before or 0))
+    return expected
 
 
 def _instances_per_study(orthanc: OrthancClient) -> Counter[str]:

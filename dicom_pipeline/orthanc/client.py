@@ -182,6 +182,14 @@ class OrthancClient:
         result: dict[str, Any] = self._get_json("/statistics")
         return result
 
+    def study_instance_count(self, orthanc_id: str) -> int | None:
+        """How many instances Orthanc holds of one study (`/studies/{id}/statistics`), None
+        when it holds no such study."""
+        try:
+            return int(self._get_json(f"/studies/{orthanc_id}/statistics")["CountInstances"])
+        except OrthancNotFound:
+            return None
+
     def study_ids(self) -> list[str]:
         """Every study's Orthanc id (ids only: some 50 bytes a study)."""
         result: list[str] = self._get_json("/studies")

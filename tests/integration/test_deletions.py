@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import pytest
-from dicom_pipeline_dev.seed.synth import build_instances
+from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline_dev.stack.kafka import KafkaService
 
 from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER
@@ -17,7 +17,12 @@ from dicom_pipeline.domain.content import content_hash
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.ingestion.extract import extract_study
 from dicom_pipeline.ingestion.persist import persist_study_version
-from dicom_pipeline.ingestion.reconcile import DELETION_CHECK_NAME, find_stale_studies, plan_reconciliation
+from dicom_pipeline.ingestion.reconcile import (
+    DELETION_CHECK_NAME,
+    expected_totals,
+    find_stale_studies,
+    plan_reconciliation,
+)
 from dicom_pipeline.ingestion.replay import replay_events
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.local_runs import ingest_in_process
@@ -27,6 +32,7 @@ from tests.helpers import (
     KafkaTap,
     execute,
     ingest,
+    orthanc_study_id,
     query,
     seed_one,
     stored_sop_uids,
@@ -273,3 +279,51 @@ def test_the_periodic_pass_finds_a_deleted_study_and_a_deleted_instance_whose_no
     assert events.read(expected=2, key=gone_spec.study_uid)[-1].value["event_type"] == "study.deleted"
     again = {s.orthanc_id for s in plan_reconciliation(runtime, allow_full=False).stale}
     assert gone.orthanc_id not in again and shrunk.orthanc_id not in again
+
+
+def test_a_refused_study_counts_as_orthanc_holds_it_so_a_lost_deletion_beside_it_is_certain(
+    stack_settings: Settings, orthanc: httpx.Client
+) -> None:
+    # Found by the short soak in CI on 2026-12-04: a bad study (refused, a dead letter open)
+    # stays in Orthanc and out of the database, so Orthanc's totals were never short of the
+    # database's; an instance deleted while the webhook was down waited for the 10-minute
+    # interval, longer than the soak's convergence window.
+    runtime = get_runtime()
+    kept, _kept_spec = seed_one(stack_settings, series=1, instances=3)
+    wait_for_stable(stack_settings, kept.orthanc_id)
+    assert ingest(kept.orthanc_id)["status"] == "created"
+    with runtime.orthanc() as client:
+        before = expected_totals(runtime, client)
+        held_before = client.statistics()
+    spec = SeedPlan(
+        studies=1,
+        modalities=("CT",),
+        series_per_study=1,
+        instances_per_series=2,
+        rows=16,
+        columns=16,
+        seed=unique_seed(),
+    )
+    datasets = list(build_instances(plan_studies(spec)[0]))
+    datasets[0].SOPInstanceUID = datasets[0].SOPInstanceUID + "\x01"
+    upload(stack_settings, datasets)
+    refused = ingest(orthanc_study_id(stack_settings, datasets[0].StudyInstanceUID))
+    assert refused["status"] == "failed"
+    # The webhook is not running in this test: the deletion's notice reaches nobody.
+    victim = orthanc.get(f"/studies/{kept.orthanc_id}/instances").json()[0]
+    orthanc.delete(f"/instances/{victim['ID']}").raise_for_status()
+
+    with runtime.orthanc() as client:
+        after = expected_totals(runtime, client)
+        held_after = client.statistics()
+
+    # Expected: one study and its two instances more (the refused one, as Orthanc holds it);
+    # the kept study still counted with the instance Orthanc lost.
+    assert (after.studies - before.studies, after.instances - before.instances) == (1, 2)
+    # Orthanc: the refused study in, one instance out: short of the expectation by exactly
+    # the lost deletion, whatever other tests left in Orthanc.
+    held = (
+        held_after["CountStudies"] - held_before["CountStudies"],
+        held_after["CountInstances"] - held_before["CountInstances"],
+    )
+    assert held == (1, 1)
