@@ -74,6 +74,15 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
     def reconcile_sensor(
         context: dg.SensorEvaluationContext, ingestion: IngestionResource
     ) -> dg.SensorResult | dg.SkipReason:
+        if context.cursor is None:
+            # A first start: the change feed (every 5 s, from the start of Orthanc's change
+            # log) gives each study it names its own run. A full scan now would ingest the
+            # same studies in bulk a moment earlier and leave those runs finding them
+            # unchanged; a minute later it finds only what the feed could not name.
+            return dg.SensorResult(
+                skip_reason=dg.SkipReason("first pass: the change feed goes first; the next pass reconciles"),
+                cursor="0",
+            )
         runtime = ingestion.runtime()
         try:
             look = plan_reconciliation(runtime, allow_full=False)
@@ -81,8 +90,8 @@ def build_reconcile_sensor(*, running: bool) -> dg.SensorDefinition:
             if run_in_progress(context.instance, reconcile.name):
                 return dg.SkipReason(f"{why}: a full reconciliation run is already under way")
             return dg.SensorResult(
-                run_requests=[full_reconcile_request(f"reconcile-full:{context.cursor or 'first'}", str(why))],
-                cursor=str(int(context.cursor or "0") + 1),
+                run_requests=[full_reconcile_request(f"reconcile-full:{context.cursor}", str(why))],
+                cursor=str(int(context.cursor) + 1),
             )
         with transaction(runtime.engine) as session:
             covered = studies_covered_by_requests(
