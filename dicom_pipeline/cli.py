@@ -22,8 +22,9 @@ def main() -> None:
     """dicom-pipeline: Orthanc -> PostgreSQL, raw storage and Kafka, on Dagster."""
     from dicom_pipeline.logs import configure_logging
 
-    # JSON lines on stderr with the correlation id, as from every process of the project.
-    configure_logging(get_settings().log_level)
+    # The console format in a terminal, JSON lines otherwise, as from every process.
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, process="cli")
 
 
 def _parse_date(value: str) -> dt.date:
@@ -209,6 +210,24 @@ def worker(concurrency: int, queues: str, hostname: str | None) -> None:
     app.worker_main(
         worker_argv(concurrency=concurrency, queues=names, hostname=hostname, loglevel=get_settings().log_level)
     )
+
+
+@main.command("logs")
+@click.option("--process", "process", required=True, help="Name shown for the process (daemon, webserver...).")
+@click.option(
+    "--level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Leave out lines below this level (Dagster's sensor evaluations that found nothing are debug).",
+)
+def logs(process: str, level: str) -> None:
+    """Another process's output on stdin, in the console format (`make dev` shows Dagster's this way)."""
+    from dicom_pipeline.logs import render_lines
+
+    colour = sys.stdout.isatty()
+    for line in render_lines(sys.stdin, process, level=level, colour=colour):
+        click.echo(line)
 
 
 @main.command("dagster-home")

@@ -119,3 +119,26 @@ def migrate_dagster_schema(url: str) -> None:
         storage = part(url, should_autocreate_tables=True)
         storage.upgrade()
         storage.dispose()
+    _start_run_retry_cursors(url)
+
+
+def _start_run_retry_cursors(url: str) -> None:
+    """Where the daemon's run-retry consumer starts reading, set where it would set it.
+
+    On a fresh instance the consumer finds no cursor, starts at the newest event (so that
+    enabling it retries no old run) and says so as a warning on every first start: "No
+    cursor for event type RUN_FAILURE, ignoring older events". Recorded here, with the
+    same value, the first start is quiet; a cursor already there is left alone."""
+    from dagster._daemon.auto_run_reexecution.event_log_consumer import DAGSTER_EVENT_TYPES, _create_cursor_key
+
+    runs = PostgresRunStorage(url, should_autocreate_tables=False)
+    events = PostgresEventLogStorage(url, should_autocreate_tables=False)
+    try:
+        keys = {_create_cursor_key(event_type) for event_type in DAGSTER_EVENT_TYPES}
+        missing = keys - set(runs.get_cursor_values(keys))
+        if missing:
+            newest = str(events.get_maximum_record_id() or 0)
+            runs.set_cursor_values(dict.fromkeys(missing, newest))
+    finally:
+        runs.dispose()
+        events.dispose()

@@ -6,6 +6,8 @@ settings of that moment; nothing is read when this module is imported.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from dicom_pipeline.defs.backfill import build_backfill_job
@@ -17,14 +19,22 @@ from dicom_pipeline.defs.maintenance import build_purge_schedule, outbox_relay_s
 from dicom_pipeline.defs.reaper import build_dead_run_reaper
 from dicom_pipeline.defs.reconcile import build_nightly_full_reconcile, build_reconcile_sensor, reconcile
 from dicom_pipeline.defs.resources import resources_from_settings
+from dicom_pipeline.defs.run_log import run_console_logger
 from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.settings import Settings
 
+# Dagster 1.13 copies a sensor (SensorDefinition.with_attributes, when it binds jobs and
+# resources) passing `owners=[]` itself, which its beta check reports as if we had used the
+# beta parameter; no sensor here has owners. Only that message is silenced.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `owners` of initializer `SensorDefinition\.__init__`", category=dg.BetaWarning
+)
+
 
 def build_definitions(settings: Settings, *, resources_from_env: bool = True) -> dg.Definitions:
-    # Sensors and runs log JSON lines with the correlation id, in whatever process loads
-    # the location (code server, daemon, worker); python_logs also puts them in the UI.
-    configure_logging(settings.log_level)
+    # Sensors and runs log with the correlation id, in whatever process loads the location
+    # (code server, daemon, worker); python_logs also puts them in the UI.
+    configure_logging(settings.log_level, settings.log_format)
     return dg.Definitions(
         assets=LINEAGE_SPECS,
         jobs=[
@@ -48,6 +58,8 @@ def build_definitions(settings: Settings, *, resources_from_env: bool = True) ->
             build_dead_run_reaper(heartbeat_seconds=settings.run_heartbeat_seconds),
         ],
         resources=resources_from_settings(settings, from_env=resources_from_env),
+        # Every job's console logger: the process's one format, each line once (defs/run_log.py).
+        loggers={"console": run_console_logger},
     )
 
 

@@ -20,7 +20,11 @@ import dagster._check as check
 import kombu.exceptions
 import redis.exceptions
 from dagster import Field, IntSource
+from dagster._core.launcher import LaunchRunContext, ResumeRunContext
 from dagster._core.storage.dagster_run import DagsterRun
+from dagster._grpc.types import ExecuteRunArgs, ResumeRunArgs
+from dagster._serdes import pack_value
+from dagster_celery.config import TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME
 from dagster_celery.launcher import CeleryRunLauncher
 
 # What Celery raises when it cannot publish to the broker.
@@ -59,6 +63,27 @@ class QueueWaitingCeleryRunLauncher(CeleryRunLauncher):
             description="How long a launch waits for an unreachable run queue before the run fails.",
         )
         return schema
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        self._send(context.dagster_run, ExecuteRunArgs, TASK_EXECUTE_JOB_NAME)
+
+    def resume_run(self, context: ResumeRunContext) -> None:
+        self._send(context.dagster_run, ResumeRunArgs, TASK_RESUME_JOB_NAME)
+
+    def _send(self, run: DagsterRun, args_type: type[ExecuteRunArgs | ResumeRunArgs], task_name: str) -> None:
+        """dagster-celery's launch, the task named rather than defined: its launcher defines
+        the task on its Celery app again for every run (a DuplicateTaskNameWarning each
+        time); only the worker executes it, and a signature by name is all sending needs."""
+        args = args_type(
+            job_origin=check.not_none(run.job_code_origin),
+            run_id=run.run_id,
+            instance_ref=self._instance.get_ref(),
+            set_exit_code_on_failure=True,
+        )
+        signature = self.celery.signature(
+            task_name, kwargs={"execute_job_args_packed": pack_value(args)}, immutable=True
+        )
+        self._launch_celery_task_run(run=run, task_signature=signature, routing_key=task_name)
 
     def _launch_celery_task_run(self, run: DagsterRun, task_signature: Any, routing_key: str) -> None:
         deadline = time.monotonic() + self.queue_wait_seconds

@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import warnings
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 from celery.signals import after_setup_logger, worker_ready
 from dagster import DagsterInstance
 from dagster._cli.api import _execute_run_command_body
@@ -26,7 +29,7 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_resume_job_task
 
 import dicom_pipeline.definitions  # noqa: F401 - warm import: the code location every run loads
-from dicom_pipeline.logs import JsonFormatter, configure_logging
+from dicom_pipeline.logs import configure_logging, formatter_for
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.staging_sweep import start_sweeping
 
@@ -87,7 +90,8 @@ def register_execute_run_task(app: Celery) -> None:
 
 def worker_argv(*, concurrency: int, queues: list[str], hostname: str | None, loglevel: str) -> list[str]:
     name = hostname or f"dicom-pipeline@{socket.gethostname()}"
-    return ["worker", "-Q", ",".join(queues), "-c", str(concurrency), "-n", name, "--loglevel", loglevel]
+    # --quiet: no banner (text in no log format); what it said is the "ready" line's fields.
+    return ["--quiet", "worker", "-Q", ",".join(queues), "-c", str(concurrency), "-n", name, "--loglevel", loglevel]
 
 
 def require_dagster_home() -> str:
@@ -98,10 +102,18 @@ def require_dagster_home() -> str:
 
 
 @after_setup_logger.connect
-def _json_worker_logs(logger: logging.Logger, *args: object, **kwargs: object) -> None:
-    """Celery's own lines (task received, succeeded, worker lost) as JSON, like every process."""
+def _one_format_for_celery(logger: logging.Logger, *args: object, **kwargs: object) -> None:
+    """Celery's own lines (worker ready, worker lost) in the format of every process."""
     for handler in logger.handlers:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(formatter_for(_settings.log_format, sys.stderr))
+    # Celery sets the root logger to its --loglevel: libraries without a level of their own
+    # (httpx, alembic) would log every request and migration check at INFO again.
+    # Celery's own loggers keep its level ("ready.", a lost worker).
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("celery").setLevel(_settings.log_level.upper())
+    # Two lines a run with the whole task message: the run's own lines say more.
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @worker_ready.connect
@@ -111,6 +123,14 @@ def _sweep_dead_runs_staging(**_kwargs: object) -> None:
     start_sweeping(_settings)
 
 
+# Celery warns on every start as root: a worker that accepted pickle would run whatever a
+# message held with root's rights. This one accepts JSON only (Celery's default, never
+# changed here), and compose runs it as the unprivileged user `dicom` (Dockerfile); as root
+# it runs only where its user is root (`make dev` in a root shell: README, "Development").
+warnings.filterwarnings(
+    "ignore", message=r"You're running the worker with superuser privileges", category=SecurityWarning
+)
+
 _settings = Settings()
-configure_logging(_settings.log_level)
+configure_logging(_settings.log_level, _settings.log_format, process="worker")
 app = build_app(_settings)

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     failed_run_retention_days: int = Field(default=90, ge=1)
 
     log_level: str = "INFO"
+    # auto: the console format when stderr is a terminal, JSON lines otherwise (dicom_pipeline/logs.py).
+    log_format: Literal["auto", "console", "json"] = "auto"
 
     @model_validator(mode="after")
     def _dead_after_spans_several_beats(self) -> Settings:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -129,11 +131,14 @@ def seed(
         seed=seed,
     )
     total = sum(s.series_count * s.instances_per_series for s in plan_studies(plan))
-    # The bar goes to stderr and only on a terminal, so --json output stays clean.
-    with click.progressbar(length=total, label="seeding", file=sys.stderr) as bar:
-        seeded = seed_studies(
-            get_settings(), plan, via="cstore" if via == "cstore" else "rest", on_instance=lambda: bar.update(1)
-        )
+    # The bar goes to stderr and only on a terminal, so --json output and logs stay clean
+    # (click would still print its label once elsewhere).
+    with ExitStack() as closing:
+        bar_file = sys.stderr if sys.stderr.isatty() else closing.enter_context(open(os.devnull, "w"))
+        with click.progressbar(length=total, label="seeding", file=bar_file) as bar:
+            seeded = seed_studies(
+                get_settings(), plan, via="cstore" if via == "cstore" else "rest", on_instance=lambda: bar.update(1)
+            )
     if as_json:
         click.echo(json.dumps({"studies": [asdict(s) for s in seeded]}, indent=2))
     else:

@@ -1,5 +1,7 @@
 """The change-feed sensor: one ingest_study run per StableStudy change in Orthanc."""
 
+import logging
+
 import dagster as dg
 
 from dicom_pipeline.db.engine import transaction
@@ -17,6 +19,8 @@ MAX_PAGES_PER_TICK = 10
 # run costs a tick ~0.1-0.2 s, so a burst is spread over ticks of at most this many runs,
 # well inside the 60 s tick timeout.
 MAX_RUNS_PER_TICK = 100
+
+log = logging.getLogger(__name__)
 
 
 class ChangeFeedUnavailable(Exception):
@@ -56,7 +60,9 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
             session, {oid: state.last_update if state else None for oid, state in states.items()}
         )
     if covered:
-        context.log.info(f"{len(covered)} stable study(ies) already announced through the webhook")
+        # The project's logger, not context.log: Dagster writes a sensor's context.log to the
+        # console in its own format whatever the process's (dicom_pipeline/logs.py).
+        log.debug(f"{len(covered)} stable study(ies) already announced through the webhook")
 
     run_states = states_for_runs(runtime, {oid: s for oid, s in states.items() if oid not in covered})
     run_requests = []
@@ -67,7 +73,7 @@ def evaluate_change_feed(context: dg.SensorEvaluationContext, runtime: Runtime) 
         # instances) is a new run; versioning makes a repeat harmless.
         run_requests.append(study_run_request(run_states[orthanc_id], trigger="sensor", run_key=f"{orthanc_id}:{seq}"))
     if plan.reconcile_reason is not None:
-        context.log.warning(f"change feed cannot be trusted ({plan.reconcile_reason}); running reconciliation")
+        log.warning(f"change feed cannot be trusted ({plan.reconcile_reason}); running reconciliation")
         run_requests.append(full_reconcile_request(f"reconcile:{cursor.seq}:{plan.next_seq}", plan.reconcile_reason))
     next_cursor = FeedCursor(seq=plan.next_seq).dump()
     if not run_requests:

@@ -9,6 +9,7 @@ when it wrote an asset, as that asset's materialization, and logs nothing else: 
 event is a row in Dagster's event log.
 """
 
+import logging
 from typing import Any, cast
 
 import dagster as dg
@@ -22,6 +23,8 @@ from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_correlat
 from dicom_pipeline.ingestion import study as steps
 from dicom_pipeline.ingestion.study import IngestStudy
 from dicom_pipeline.logs import bound_correlation_id
+
+log = logging.getLogger(__name__)
 
 
 class StudyRunConfig(dg.Config):
@@ -160,4 +163,14 @@ def publish_events(context: dg.OpExecutionContext, ingestion: IngestionResource,
     forget_run_outputs(runtime.engine, context.run)
     result = steps.StudyResult(command.orthanc_id, command.correlation_id, outcome, events_published=published)
     summary = result.summary()
+    # The one line a study's run leaves in the console (Dagster's own run events are DEBUG).
+    with bound_correlation_id(command.correlation_id):
+        log.info(
+            f"study {summary['status']}",
+            extra={
+                k: summary[k]
+                for k in ("study_instance_uid", "version", "events_published")
+                if summary.get(k) is not None
+            },
+        )
     yield dg.Output(summary, metadata={k: str(v) for k, v in summary.items()})

@@ -7,6 +7,7 @@ study's concurrency slot and lets the instance's run_retries re-execute it).
 """
 
 import json
+import logging
 
 import dagster as dg
 
@@ -16,6 +17,8 @@ from dicom_pipeline.defs.backstop import run_started_at, settle_failed_run
 from dicom_pipeline.defs.resources import IngestionResource
 from dicom_pipeline.run_liveness import DeadRunDetector, StartedRun
 from dicom_pipeline.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 # Every job of the code location: each holds the ingestion resource, so each beats.
 MONITORED_JOBS = ("ingest_study", "outbox_relay", "reconcile", "backfill_by_study_date", "purge_dagster_runs")
@@ -63,7 +66,7 @@ def reap_dead_runs(context: dg.SensorEvaluationContext, runtime: Runtime) -> dg.
         failed = context.instance.get_run_by_id(run_id) or run
         settle_failed_run(runtime, context.instance, failed, runs[run_id].started_at, "RunWorkerLost", message)
         reaped.append(run_id)
-        context.log.warning(f"run {run_id} marked failed: {message}")
+        log.warning(f"run {run_id} marked failed: {message}", extra={"run_id": run_id})
     with transaction(runtime.engine) as session:
         forget(session, reaped)
     context.update_cursor(json.dumps(remember))

@@ -202,7 +202,7 @@ def _reader_started(settings: Settings, lifeline: Connection) -> None:
     """In each reader: an Orthanc client; Ctrl-C left to the owner; an end when the owner's
     end of the lifeline closes (the owner is gone)."""
     global _orthanc
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _orthanc = OrthancClient.from_settings(settings)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_end_with_owner, args=(lifeline,), name="owner-watch", daemon=True).start()

@@ -9,6 +9,7 @@ import sys
 import time
 from importlib import resources
 
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dicom_pipeline_dev.stack.errors import StackError
@@ -209,6 +210,7 @@ class KafkaService:
             print(f"kafka: first start failed, starting once more: {first}", file=sys.stderr)
             self._launch()
         self.create_topics()
+        self.wait_for_producer_ids()
 
     def _launch(self) -> None:
         argv = self._java("kafka.Kafka", str(self.properties))
@@ -244,6 +246,25 @@ class KafkaService:
         except Exception:  # noqa: BLE001 - any client error means "not ready yet"
             return False
         return bool(metadata.brokers)
+
+    def wait_for_producer_ids(self, timeout: float = 60) -> None:
+        """Until the broker hands out producer ids. A broker fresh from its start fetches
+        its first block of ids from the controller when a producer first asks, and answers
+        "coordinator load in progress" meanwhile, which librdkafka reports as a warning
+        ("Failed to acquire idempotence PID") in whichever process produces first. Asking
+        here, once, leaves the pipeline's first producer nothing to wait for."""
+        producer = Producer(
+            {
+                **self.layout.kafka_client_config(admin=True),
+                "bootstrap.servers": self.layout.kafka_bootstrap_servers(),
+                "transactional.id": "dicom-pipeline-stack-ready",
+                "log_level": 0,
+            }
+        )
+        try:
+            producer.init_transactions(timeout)
+        except KafkaException as exc:
+            raise StackError(f"Kafka hands out no producer ids after {timeout:.0f}s: {exc}") from exc
 
     def create_topics(self) -> None:
         admin = self._admin()
