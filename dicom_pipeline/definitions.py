@@ -22,6 +22,7 @@ from dicom_pipeline.defs.resources import resources_from_settings
 from dicom_pipeline.defs.run_log import run_console_logger
 from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.settings import Settings
+from dicom_pipeline.tracing import configure_tracing
 
 # Dagster 1.13 copies a sensor (SensorDefinition.with_attributes, when it binds jobs and
 # resources) passing `owners=[]` itself, which its beta check reports as if we had used the
@@ -35,6 +36,7 @@ def build_definitions(settings: Settings, *, resources_from_env: bool = True) ->
     # Sensors and runs log with the correlation id, in whatever process loads the location
     # (code server, daemon, worker); python_logs also puts them in the UI.
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("dicom-pipeline-dagster")
     return dg.Definitions(
         assets=LINEAGE_SPECS,
         jobs=[

@@ -14,12 +14,14 @@ import os
 import socket
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
 from celery.exceptions import SecurityWarning
-from celery.signals import after_setup_logger, worker_ready
+from celery.signals import after_setup_logger, worker_process_init, worker_process_shutdown, worker_ready
 from dagster import DagsterInstance
 from dagster._cli.api import _execute_run_command_body
 from dagster._grpc.types import ExecuteRunArgs
@@ -27,11 +29,14 @@ from dagster._serdes import unpack_value
 from dagster_celery.config import DEFAULT_CONFIG, TASK_EXECUTE_JOB_NAME
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_resume_job_task
+from opentelemetry.trace import SpanKind
 
 import dicom_pipeline.definitions  # noqa: F401 - warm import: the code location every run loads
+from dicom_pipeline.defs import tags
 from dicom_pipeline.logs import configure_logging, formatter_for
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.staging_sweep import start_sweeping
+from dicom_pipeline.tracing import configure_tracing, flush_spans, span, tracing_enabled
 
 LIVE_QUEUE = "dagster"
 # Backfill partition runs go to their own queue, so a long backfill never holds the workers
@@ -80,12 +85,30 @@ def register_execute_run_task(app: Celery) -> None:
     @app.task(bind=True, name=TASK_EXECUTE_JOB_NAME, track_started=True)
     def execute_job(_task: Any, execute_job_args_packed: Any) -> int:
         args = unpack_value(execute_job_args_packed, as_type=ExecuteRunArgs)
-        return _execute_run_command_body(
-            instance=_instance_of_process(os.getpid()),
-            run_id=args.run_id,
-            write_stream_fn=lambda _event: None,
-            set_exit_code_on_failure=True if args.set_exit_code_on_failure is None else args.set_exit_code_on_failure,
-        )
+        instance = _instance_of_process(os.getpid())
+        exit_on_failure = True if args.set_exit_code_on_failure is None else args.set_exit_code_on_failure
+        with _run_span(instance, args.run_id):
+            return _execute_run_command_body(
+                instance=instance,
+                run_id=args.run_id,
+                write_stream_fn=lambda _event: None,
+                set_exit_code_on_failure=exit_on_failure,
+            )
+
+
+@contextmanager
+def _run_span(instance: DagsterInstance, run_id: str) -> Iterator[None]:
+    """The run as a span of its study's trace (the run's traceparent tag); its ops are
+    spans within it (defs/ops.py). Nothing is read when tracing is off."""
+    if not tracing_enabled():
+        yield
+        return
+    run = instance.get_run_by_id(run_id)
+    parent = run.tags.get(tags.TRACEPARENT) if run is not None else None
+    job = run.job_name if run is not None else "run"
+    attributes = {"dagster.run_id": run_id, "dagster.job": job}
+    with span(f"run {job}", parent=parent, kind=SpanKind.CONSUMER, attributes=attributes):
+        yield
 
 
 def worker_argv(*, concurrency: int, queues: list[str], hostname: str | None, loglevel: str) -> list[str]:
@@ -114,6 +137,17 @@ def _one_format_for_celery(logger: logging.Logger, *args: object, **kwargs: obje
     # Two lines a run with the whole task message: the run's own lines say more.
     for name in ("celery.worker.strategy", "celery.app.trace"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@worker_process_init.connect
+def _trace_this_process(**_kwargs: object) -> None:
+    """Each pool process exports its own spans (a batch's thread does not survive a fork)."""
+    configure_tracing("dicom-pipeline-worker")
+
+
+@worker_process_shutdown.connect
+def _export_last_spans(**_kwargs: object) -> None:
+    flush_spans()
 
 
 @worker_ready.connect

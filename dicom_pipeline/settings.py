@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     webhook_port: int = 18000
     dagster_port: int = 13000
     schema_registry_port: int = 18081
+    # Jaeger, started only on request (`stack up --with-jaeger`): OTLP/HTTP in, query API out.
+    jaeger_otlp_port: int = 14318
+    jaeger_query_port: int = 16686
 
     # Orthanc.
     orthanc_url: str = "http://127.0.0.1:18042"

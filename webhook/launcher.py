@@ -118,6 +118,7 @@ class RunLauncher:
                                     request.orthanc_id, request.correlation_id, request.trigger, study_uid
                                 ),
                                 tags.REQUEST_ID: str(request.id),
+                                **({tags.TRACEPARENT: request.traceparent} if request.traceparent else {}),
                             },
                         )
                     except Exception as exc:  # noqa: BLE001 - GraphQL, HTTP or connection errors alike

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from dicom_pipeline.db.engine import engine_for
 from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.runtime import Runtime, get_runtime
+from dicom_pipeline.tracing import configure_tracing
 from webhook.errors import install_error_handlers
 from webhook.launcher import RunLauncher
 from webhook.metrics import DependencyCollector, HttpMetrics, PipelineCollector, RunCollector
@@ -26,7 +27,8 @@ class WebhookConfigError(RuntimeError):
 def create_app(runtime: Runtime | None = None, *, launch_runs: bool = True) -> FastAPI:
     runtime = runtime or get_runtime()
     settings = runtime.settings
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, process="webhook")
+    configure_tracing("dicom-pipeline-webhook")
     if len(settings.webhook_token.get_secret_value()) < 16:
         raise WebhookConfigError("DICOM_PIPELINE_WEBHOOK_TOKEN must be set to a secret of at least 16 characters")
 
@@ -48,6 +50,16 @@ def create_app(runtime: Runtime | None = None, *, launch_runs: bool = True) -> F
         version="1",
         description="Receives Orthanc's stable-study notifications and turns each into an ingest_study run.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry server spans (dicom_pipeline/tracing.py exports them):
+        # one span per API request, continuing the caller's traceparent; probes and
+        # /metrics untraced (a trace a second of nothing). Metrics are Prometheus's here,
+        # and its log records could carry request bodies: both off.
+        telemetry={
+            "exclude": lambda scope: not str(scope.get("path", "")).startswith("/api/"),
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+        },
     )
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)

@@ -36,10 +36,13 @@ def _stack() -> Stack:
 
 
 @stack.command("up")
-def stack_up() -> None:
+@click.option(
+    "--with-jaeger", is_flag=True, help="Also Jaeger (in-memory), for OTEL_* traces; built with Go the first time."
+)
+def stack_up(with_jaeger: bool) -> None:
     """Install what is missing, start the services and wait until they answer."""
     try:
-        _stack().up(report=lambda line: click.echo(line))
+        _stack().up(report=lambda line: click.echo(line), with_jaeger=with_jaeger)
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
 

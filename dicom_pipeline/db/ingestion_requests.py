@@ -15,7 +15,9 @@ from dicom_pipeline.db.models import IngestionRequest, Instance, Study
 DELETION_TRIGGER = "orthanc-deletion"
 
 
-def create_request(session: Session, orthanc_id: str, correlation_id: str, trigger: str) -> IngestionRequest:
+def create_request(
+    session: Session, orthanc_id: str, correlation_id: str, trigger: str, traceparent: str | None = None
+) -> IngestionRequest:
     request = IngestionRequest(
         id=uuid.uuid4(),
         orthanc_id=orthanc_id,
@@ -23,13 +25,16 @@ def create_request(session: Session, orthanc_id: str, correlation_id: str, trigg
         trigger=trigger,
         status="accepted",
         launch_attempts=0,
+        traceparent=traceparent,
     )
     session.add(request)
     session.flush()
     return request
 
 
-def gather_deletion_notice(session: Session, study_orthanc_id: str, correlation_id: str) -> IngestionRequest:
+def gather_deletion_notice(
+    session: Session, study_orthanc_id: str, correlation_id: str, traceparent: str | None = None
+) -> IngestionRequest:
     """The study's deletion request still waiting for its launch, or a new one.
 
     Joining a waiting request is safe: its run has not read Orthanc yet, so it will see
@@ -48,7 +53,7 @@ def gather_deletion_notice(session: Session, study_orthanc_id: str, correlation_
         .with_for_update(skip_locked=True)
     ).first()
     if waiting is None:
-        return create_request(session, study_orthanc_id, correlation_id, DELETION_TRIGGER)
+        return create_request(session, study_orthanc_id, correlation_id, DELETION_TRIGGER, traceparent)
     waiting.updated_at = func.now()  # restarts the settle time
     return waiting
 

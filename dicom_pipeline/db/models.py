@@ -200,6 +200,8 @@ class IngestionRequest(Base):
     # The study's Orthanc LastUpdate when the launcher looked: requests announcing the same
     # state share one run (see ingestion/requests.py).
     orthanc_last_update: Mapped[str | None] = mapped_column(String(32))
+    # The W3C traceparent of the request's trace (dicom_pipeline/tracing.py), for its run's tags.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     duplicate_of: Mapped[uuid.UUID | None] = mapped_column(
         UUID(as_uuid=True), ForeignKey("ingestion_request.id", ondelete="SET NULL")
     )

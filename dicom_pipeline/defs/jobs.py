@@ -14,6 +14,7 @@ from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.orthanc.client import StudyState
 from dicom_pipeline.runtime import Runtime
+from dicom_pipeline.tracing import new_trace_traceparent
 
 
 @dg.job(
@@ -33,11 +34,18 @@ def study_run_request(state: StudyState, *, trigger: str, run_key: str) -> dg.Ru
     """A sensor's request for one study's run, keyed by its Study Instance UID (the run key
     starts with it; the run's tags carry it from creation, for the per-study limit)."""
     correlation_id = new_correlation_id()
+    run_tags = tags.study_run_tags(state.orthanc_id, correlation_id, trigger, state.study_uid)
+    # A sensor's run starts a trace of its own (dicom_pipeline/tracing.py; None when off).
+    traceparent = new_trace_traceparent(
+        f"{trigger}: request ingest_study", {"dicom.orthanc_id": state.orthanc_id, "dicom.trigger": trigger}
+    )
+    if traceparent:
+        run_tags[tags.TRACEPARENT] = traceparent
     return dg.RunRequest(
         run_key=f"{state.study_uid or state.orthanc_id}:{run_key}",
         job_name=ingest_study.name,
         run_config=tags.study_run_config(state.orthanc_id, correlation_id, trigger),
-        tags=tags.study_run_tags(state.orthanc_id, correlation_id, trigger, state.study_uid),
+        tags=run_tags,
     )
 
 

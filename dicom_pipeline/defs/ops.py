@@ -10,9 +10,12 @@ event is a row in Dagster's event log.
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import dagster as dg
+from opentelemetry import trace
 from pydantic import Field
 
 from dicom_pipeline.db.repository import VersionOutcome
@@ -23,8 +26,20 @@ from dicom_pipeline.domain.identifiers import correlation_id_or_new, is_correlat
 from dicom_pipeline.ingestion import study as steps
 from dicom_pipeline.ingestion.study import IngestStudy
 from dicom_pipeline.logs import bound_correlation_id
+from dicom_pipeline.tracing import span
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _in_step(context: dg.OpExecutionContext, command: IngestStudy) -> Iterator[None]:
+    """An op's work: its log lines carry the study's correlation id, and it is a span of the
+    study's trace, within the run's (the worker's run span is current), or continuing the
+    trace the run's tag names when the run executes elsewhere (dicom_pipeline/tracing.py)."""
+    parent = None if trace.get_current_span().get_span_context().is_valid else context.run.tags.get(tags.TRACEPARENT)
+    attributes = {"dagster.run_id": context.run_id, "dicom.orthanc_id": command.orthanc_id}
+    with bound_correlation_id(command.correlation_id), span(context.op.name, parent=parent, attributes=attributes):
+        yield
 
 
 class StudyRunConfig(dg.Config):
@@ -71,7 +86,7 @@ def extract_study(
     context: dg.OpExecutionContext, config: StudyRunConfig, ingestion: IngestionResource
 ) -> dg.Output[steps.Extraction]:
     command = study_command(context.run)
-    with bound_correlation_id(command.correlation_id):
+    with _in_step(context, command):
         extraction = steps.extract(ingestion.runtime(), command)
     study = extraction.study
     if study is None:
@@ -98,7 +113,7 @@ def extract_study(
 )
 def store_raw(context: dg.OpExecutionContext, ingestion: IngestionResource, extraction: steps.Extraction) -> Any:
     command = study_command(context.run)
-    with bound_correlation_id(command.correlation_id):
+    with _in_step(context, command):
         report = steps.store(ingestion.runtime(), extraction)
     if report.written:
         _record_materialization(
@@ -122,7 +137,7 @@ def store_raw(context: dg.OpExecutionContext, ingestion: IngestionResource, extr
 )
 def persist_metadata(context: dg.OpExecutionContext, ingestion: IngestionResource, extraction: steps.Extraction) -> Any:
     command = study_command(context.run)
-    with bound_correlation_id(command.correlation_id):
+    with _in_step(context, command):
         outcome = steps.persist(ingestion.runtime(), command, extraction)
     if outcome is not None and outcome.event_id and outcome.status in ("created", "updated", "deleted"):
         _record_materialization(
@@ -147,7 +162,7 @@ def persist_metadata(context: dg.OpExecutionContext, ingestion: IngestionResourc
 def publish_events(context: dg.OpExecutionContext, ingestion: IngestionResource, outcome: VersionOutcome | None) -> Any:
     command = study_command(context.run)
     runtime = ingestion.runtime()
-    with bound_correlation_id(command.correlation_id):
+    with _in_step(context, command):
         published = steps.publish(runtime, command, outcome)
     if published and outcome is not None:
         _record_materialization(

@@ -6,6 +6,7 @@ CORRELATION_ID = "dicom/correlation_id"
 TRIGGER = "dicom/trigger"
 REQUEST_ID = "dicom/request_id"
 WORKER = "dicom/worker"  # host:pid of the process that executed the run
+TRACEPARENT = "dicom/traceparent"  # W3C trace context of the study's trace (dicom_pipeline/tracing.py)
 
 
 def study_run_tags(orthanc_id: str, correlation_id: str, trigger: str, study_uid: str | None = None) -> dict[str, str]:

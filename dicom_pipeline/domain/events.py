@@ -15,6 +15,7 @@ from typing import Any, Literal
 import jsonschema
 
 from dicom_pipeline.errors import SchemaViolation
+from dicom_pipeline.tracing import traceparent_of
 
 # Each topic's schema has its own version (schemas/).
 SCHEMA_VERSION = "1.1"  # dicom.metadata.v1; 1.1 added study.deleted, 1.0 events stay valid
@@ -91,7 +92,13 @@ def utc_now_iso() -> str:
 
 
 def event_headers(correlation_id: str, event_type: str, schema_version: str = SCHEMA_VERSION) -> dict[str, str]:
-    return {"correlation_id": correlation_id, "event_type": event_type, "schema_version": schema_version}
+    """Headers stored with the event in the outbox. In a trace (the persist op's span), its
+    traceparent too: the produce, whenever and wherever it happens, continues that trace."""
+    headers = {"correlation_id": correlation_id, "event_type": event_type, "schema_version": schema_version}
+    traceparent = traceparent_of()
+    if traceparent:
+        headers["traceparent"] = traceparent
+    return headers
 
 
 def dead_letter_payload(

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import SerializationError
+from opentelemetry.trace import SpanKind
 
 from dicom_pipeline.domain.events import EventEnvelope
 from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.kafka.cloudevents import cloudevent_headers, event_source
 from dicom_pipeline.kafka.contract import EventSerializer, plain_json, registry_client, schema_of, schema_uri
 from dicom_pipeline.settings import Settings
+from dicom_pipeline.tracing import span, traceparent_of
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +66,14 @@ class EventProducer:
             serializer=EventSerializer(client, settings) if client is not None else None,
         )
 
-    def _value_and_headers(self, envelope: EventEnvelope) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
-        headers: list[tuple[str, str | bytes | None]] = [
-            (name, value.encode()) for name, value in envelope.headers.items()
-        ]
+    def _value_and_headers(
+        self, envelope: EventEnvelope, traceparent: str | None = None
+    ) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
+        stored = {name: value for name, value in envelope.headers.items() if name != "traceparent"}
+        headers: list[tuple[str, str | bytes | None]] = [(name, value.encode()) for name, value in stored.items()]
+        if traceparent:
+            # The produce's own span (W3C), and the same as the CloudEvents extension.
+            headers += [("traceparent", traceparent.encode()), ("ce_traceparent", traceparent.encode())]
         headers.append(("event_id", envelope.event_id.encode()))
         if self._serializer is not None:
             # Validated against the registered schema; its id goes into a header.
@@ -94,14 +100,20 @@ class EventProducer:
 
         for envelope in envelopes:
             try:
-                value, headers = self._value_and_headers(envelope)
-                self._producer.produce(
-                    envelope.topic,
-                    key=envelope.key.encode(),
-                    value=value,
-                    headers=headers,
-                    on_delivery=on_delivery(envelope.event_id),
-                )
+                with span(
+                    f"{envelope.topic} publish",
+                    parent=envelope.headers.get("traceparent"),
+                    kind=SpanKind.PRODUCER,
+                    attributes={"messaging.system": "kafka", "messaging.destination.name": envelope.topic},
+                ) as produce:
+                    value, headers = self._value_and_headers(envelope, traceparent_of(produce))
+                    self._producer.produce(
+                        envelope.topic,
+                        key=envelope.key.encode(),
+                        value=value,
+                        headers=headers,
+                        on_delivery=on_delivery(envelope.event_id),
+                    )
             except (BufferError, KafkaException) as exc:
                 report.failed[envelope.event_id] = f"{type(exc).__name__}: {exc}"
             except (SerializationError, SchemaRegistryError) as exc:

@@ -17,6 +17,7 @@ from dicom_pipeline.db.ingestion_requests import (
 )
 from dicom_pipeline.ingestion.requests import as_seen_by_caller
 from dicom_pipeline.logs import correlation_id_var
+from dicom_pipeline.tracing import traceparent_of
 from webhook.deps import Authenticated, LauncherDep, RuntimeDep
 from webhook.schemas import (
     AcceptedDeletion,
@@ -36,10 +37,11 @@ ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorResponse} for
 async def notify_study(body: StudyNotification, runtime: RuntimeDep, launcher: LauncherDep) -> AcceptedRequest:
     """Record the notification durably, then answer 202; the run is launched right after."""
     correlation_id = correlation_id_var.get() or str(uuid.uuid4())
+    traceparent = traceparent_of()  # FastAPI's server span of this request (webhook/main.py)
 
     def record() -> uuid.UUID:
         with transaction(runtime.engine) as session:
-            return create_request(session, body.orthanc_id, correlation_id, "webhook").id
+            return create_request(session, body.orthanc_id, correlation_id, "webhook", traceparent).id
 
     try:
         request_id = await run_in_threadpool(record)
@@ -58,13 +60,14 @@ async def notify_deletion(body: DeletionNotification, runtime: RuntimeDep, launc
     All notices of one study that arrive before its run is launched share one request.
     """
     correlation_id = correlation_id_var.get() or str(uuid.uuid4())
+    traceparent = traceparent_of()
 
     def record() -> uuid.UUID | None:
         with transaction(runtime.engine) as session:
             study = study_of_deleted_resource(session, body.level, body.orthanc_id)
             if study is None:
                 return None
-            return gather_deletion_notice(session, study, correlation_id).id
+            return gather_deletion_notice(session, study, correlation_id, traceparent).id
 
     try:
         request_id = await run_in_threadpool(record)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import httpx
 
 from dicom_pipeline.settings import Settings
+from dicom_pipeline_dev.stack.jaeger import JaegerService
 from dicom_pipeline_dev.stack.kafka import KafkaService
 from dicom_pipeline_dev.stack.layout import DAGSTER_DB, StackLayout
 from dicom_pipeline_dev.stack.orthanc import OrthancService
@@ -47,11 +48,12 @@ class Stack:
             SchemaRegistryService(self.layout),
         ]
 
-    def up(self, report: Any = print) -> None:
+    def up(self, report: Any = print, *, with_jaeger: bool = False) -> None:
+        """`with_jaeger`: Jaeger too (traces' backend; not needed otherwise, and slow to build)."""
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.secrets()
         self.layout.write_env_file()
-        for service in self.services:
+        for service in self.services + ([JaegerService(self.layout)] if with_jaeger else []):
             if service.running_pid() is not None and service.answers():
                 report(f"{service.name}: already running")
                 continue
@@ -64,6 +66,8 @@ class Stack:
         SchemaRegistryService(self.layout).register_schemas()
 
     def down(self, purge: bool = False, report: Any = print) -> None:
+        if JaegerService(self.layout).stop():  # started on request only: said only if it ran
+            report("jaeger: stopped")
         for service in reversed(self.services):
             stopped = service.stop()
             report(f"{service.name}: {'stopped' if stopped else 'not running'}")
