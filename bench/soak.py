@@ -44,7 +44,10 @@ from dicom_pipeline_dev.stack.control import Service, Stack
 from dicom_pipeline_dev.stack.process import descendants, is_alive
 
 from bench.common import record
+from dicom_pipeline.ingestion.batch import ingest_studies
+from dicom_pipeline.ingestion.reconcile import find_stale_studies
 from dicom_pipeline.kafka.client_config import kafka_client_config
+from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings, get_settings
 from tests.e2e.system import System, running_system
 from tests.helpers import KafkaMessage, KafkaTap, clear_change_log, query
@@ -460,6 +463,21 @@ class SoakResult:
         ]
 
 
+def reconcile_what_orthanc_holds() -> None:
+    """The soak starts from a reconciled system, as a site that has been running is: every
+    study Orthanc already holds (another test's, an earlier soak's) recorded, or refused
+    with a dead letter. A study nobody ever ingested (a test that only uploaded it) would
+    make Orthanc's totals exceed the database's for the whole soak, so a deletion whose
+    notice a fault lost would count as one arrivals may hide, looked for only every
+    RECONCILE_DELETION_CHECK_SECONDS (ingestion/deletion_check.py): what a site is in only
+    until its nightly full reconciliation."""
+    runtime = get_runtime()
+    stale = find_stale_studies(runtime)
+    if stale:
+        report = ingest_studies(runtime, [s.orthanc_id for s in stale], trigger="reconcile", run_id=None)
+        print(f"[soak] reconciled what Orthanc held before: {len(stale)} stud(ies), {report.as_dict()}", flush=True)
+
+
 def run_soak(
     settings: Settings,
     seconds: float,
@@ -469,6 +487,7 @@ def run_soak(
     converge_timeout: float = 600.0,
     kinds: tuple[str, ...] = FAULT_KINDS,
 ) -> SoakResult:
+    reconcile_what_orthanc_holds()
     clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
         # As in production: the periodic reconciliation is the net under lost announcements.

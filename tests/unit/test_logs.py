@@ -6,6 +6,9 @@ import json
 import logging
 import re
 
+import pytest
+
+from dicom_pipeline import logs
 from dicom_pipeline.logs import ConsoleFormatter, JsonFormatter, render_lines
 
 
@@ -18,7 +21,12 @@ def test_an_extra_named_like_a_field_of_the_line_does_not_replace_it() -> None:
     assert (line["level"], line["message"], line["orthanc_id"]) == ("info", "deletion notice accepted", "abc")
 
 
-def test_the_console_line_has_time_level_process_correlation_id_logger_and_message() -> None:
+def test_the_console_line_has_time_level_process_correlation_id_logger_and_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process that named itself (configure_logging(process=...): the webhook's tests do)
+    # shows that name; one that did not, Python's process name.
+    monkeypatch.setattr(logs, "_process_name", None)
     record = logging.LogRecord("dicom_pipeline.ingestion", logging.WARNING, __file__, 1, "study %s late", ("x",), None)
     record.__dict__.update({"correlation_id": "corr-1", "study_uid": "1.2.3", "empty": None})
 
