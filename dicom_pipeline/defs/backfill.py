@@ -7,6 +7,7 @@ import dagster as dg
 
 from dicom_pipeline.defs.batch import ingest_in_this_run
 from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.defs.run_log import RUN_LOGGERS
 
 
 @dg.op(tags={"kind": "orthanc"})
@@ -31,6 +32,7 @@ def build_backfill_job(*, start_date: str) -> dg.JobDefinition:
         name="backfill_by_study_date",
         partitions_def=dg.DailyPartitionsDefinition(start_date=start_date, end_offset=1, fmt="%Y-%m-%d"),
         executor_def=dg.in_process_executor,
+        config=RUN_LOGGERS,
         # Live study runs come first in the run queue and, on the Celery workers, partition
         # runs take their own queue ("backfill"), so a long backfill never occupies the
         # processes live studies need.

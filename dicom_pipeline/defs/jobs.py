@@ -10,6 +10,7 @@ from dicom_pipeline.defs import tags
 from dicom_pipeline.defs.hooks import dead_letter_on_failure
 from dicom_pipeline.defs.ops import extract_study, persist_metadata, publish_events, store_raw
 from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.defs.run_log import RUN_LOGGERS
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.orthanc.client import StudyState
@@ -82,6 +83,6 @@ def relay_outbox(context: dg.OpExecutionContext, ingestion: IngestionResource) -
     context.log.info(f"outbox relay published {result.published} event(s)")
 
 
-@dg.job(executor_def=dg.in_process_executor, description="Publish pending outbox events to Kafka.")
+@dg.job(executor_def=dg.in_process_executor, config=RUN_LOGGERS, description="Publish pending outbox events to Kafka.")
 def outbox_relay() -> None:
     relay_outbox()

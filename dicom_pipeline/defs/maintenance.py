@@ -8,6 +8,7 @@ from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.outbox_state import pending_events
 from dicom_pipeline.defs.jobs import outbox_relay, run_in_progress
 from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.defs.run_log import RUN_LOGGERS
 from dicom_pipeline.defs.step_outputs import purge_step_outputs
 
 # A study run publishes its own events right after committing them; only rows older than
@@ -83,7 +84,11 @@ def purge_runs(
     return dg.Output(deleted, metadata=deleted)
 
 
-@dg.job(executor_def=dg.in_process_executor, description="Delete old finished runs and their event logs.")
+@dg.job(
+    executor_def=dg.in_process_executor,
+    config=RUN_LOGGERS,
+    description="Delete old finished runs and their event logs.",
+)
 def purge_dagster_runs() -> None:
     purge_runs()
 

@@ -13,6 +13,7 @@ from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.defs.batch import ingest_in_this_run
 from dicom_pipeline.defs.jobs import ingest_study, run_in_progress, states_for_runs, study_run_request
 from dicom_pipeline.defs.resources import IngestionResource
+from dicom_pipeline.defs.run_log import RUN_LOGGERS
 from dicom_pipeline.ingestion.reconcile import FullScanNeeded, plan_reconciliation
 from dicom_pipeline.ingestion.requests import studies_covered_by_requests
 
@@ -43,7 +44,11 @@ def reconcile_orthanc(
     return dg.Output(counts, metadata={**counts, "mode": look.mode})
 
 
-@dg.job(executor_def=dg.in_process_executor, description="Ingest Orthanc studies missing from or stale in the DB.")
+@dg.job(
+    executor_def=dg.in_process_executor,
+    config=RUN_LOGGERS,
+    description="Ingest Orthanc studies missing from or stale in the DB.",
+)
 def reconcile() -> None:
     reconcile_orthanc()
 

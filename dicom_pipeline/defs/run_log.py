@@ -6,15 +6,33 @@ one line), and writes again every line of the project's loggers that `python_log
 into the run's log, which the process's root handler has already written. This logger is
 a child of the root handler (dicom_pipeline.logs): each event once, in the one format, with
 its run, step and event type as fields; captured lines are left to the root handler.
+
+Dagster uses a job's loggers only when the run's config names them: a run whose config has
+no `loggers` key gets Dagster's default console logger whatever the job defines
+(dagster/_core/execution/context_creation_job.py, create_log_manager). So every run config
+the pipeline writes names this one (RUN_LOGGERS, through `with_run_logger`), and jobs whose
+config is all optional carry it as their default config, which Dagster merges into any run
+config launched without it (the UI's launchpad, a backfill, a schedule).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
 from dicom_pipeline.logs import CAPTURED_FROM
+
+RUN_LOGGER_KEY = "console"
+# The run config that selects the runs' console logger (its own config is all defaults).
+RUN_LOGGERS: dict[str, Any] = {"loggers": {RUN_LOGGER_KEY: {}}}
+
+
+def with_run_logger(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """`run_config` with the runs' console logger selected (see the module docstring)."""
+    return {**run_config, **RUN_LOGGERS}
 
 
 class _RunLines(logging.Filter):

@@ -1,5 +1,7 @@
 """Run tags (a contract: the UI, launchers and concurrency limits rely on them)."""
 
+from dicom_pipeline.defs.run_log import with_run_logger
+
 STUDY_UID = "dicom/study_uid"
 ORTHANC_ID = "dicom/orthanc_id"
 CORRELATION_ID = "dicom/correlation_id"
@@ -22,4 +24,5 @@ def study_run_config(orthanc_id: str, correlation_id: str | None, trigger: str) 
         config["correlation_id"] = correlation_id
     # The study's identity is the extract op's config (the launchpad shows it); every op and
     # the failure hook read it from the run's config (defs/ops.py, study_command).
-    return {"ops": {"extract_study": {"config": config}}}
+    # Every launcher (sensors, webhook, CLI) writes it here, with the runs' logger selected.
+    return with_run_logger({"ops": {"extract_study": {"config": config}}})

@@ -156,6 +156,20 @@ def test_a_first_make_dev_shows_one_format_no_warning_and_one_run_per_demo_study
     assert not loud, "warnings on a clean start:\n" + "\n".join(json.dumps(e) for e in loud[:20])
     twice = [line for line, n in Counter(line for line in lines if line.startswith("{")).items() if n > 1]
     assert not twice, "lines written twice:\n" + "\n".join(twice[:10])
+    # A line written again by another logger differs from the first as a whole: Dagster's
+    # default console logger once re-wrote each project line of a run into the worker's
+    # stdout ("celery.redirected: <date> - dagster - INFO - ingest_study - <run> - ...").
+    redirected = [e for e in entries if e["logger"] == "celery.redirected"]
+    assert not redirected, "a process's stdout in the log:\n" + "\n".join(json.dumps(e) for e in redirected[:5])
+    project = [e for e in entries if str(e["logger"]).startswith("dicom_pipeline")]
+    assert any(e["message"] == "extracted study" for e in project), "the runs' own lines are missing"
+    echoed = [
+        (e["message"], other["logger"])
+        for e in project
+        for other in entries
+        if other is not e and other["logger"] != e["logger"] and e["message"] in str(other.get("message", ""))
+    ]
+    assert not echoed, f"project lines written again by another logger: {echoed[:5]}"
 
 
 def _demo_studies(path: Path) -> list[dict[str, object]] | None:

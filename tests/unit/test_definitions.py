@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 import pytest
 
@@ -181,3 +183,43 @@ def test_resources_carry_every_setting_a_run_reads() -> None:
     rebuilt = ingestion.settings()
     for name in RUN_SETTINGS:
         assert getattr(rebuilt, name) == getattr(settings, name), name
+
+
+def _launch_configs() -> list[tuple[str, dict[str, object]]]:
+    """Each job with the run config each of its launchers writes (or none, from the UI)."""
+    from dicom_pipeline.defs import tags
+    from dicom_pipeline.defs.reconcile import full_reconcile_request
+
+    backfill = defs.resolve_job_def("backfill_by_study_date")
+    assert backfill.partitioned_config is not None
+    partition = backfill.partitioned_config.get_run_config_for_partition_key("2024-01-02")
+    schedules = [defs.resolve_schedule_def(name) for name in ("purge_dagster_runs_schedule", "nightly_full_reconcile")]
+    return [
+        ("ingest_study", tags.study_run_config("0" * 8 + "-" + "-".join(["0" * 8] * 4), "corr-1", "webhook")),
+        ("reconcile", dict(full_reconcile_request("key", "why").run_config)),
+        ("reconcile", {}),
+        ("outbox_relay", {}),
+        ("purge_dagster_runs", {}),
+        ("backfill_by_study_date", dict(partition)),
+        *[(s.job_name or "", dict(_scheduled_run_config(s))) for s in schedules],
+    ]
+
+
+def _scheduled_run_config(schedule: dg.ScheduleDefinition) -> Mapping[str, object]:
+    [request] = schedule.evaluate_tick(dg.build_schedule_context()).run_requests or []
+    return request.run_config
+
+
+@pytest.mark.parametrize(("job_name", "run_config"), _launch_configs())
+def test_every_launched_run_logs_through_the_runs_console_logger_not_dagsters_default(
+    job_name: str, run_config: dict[str, object]
+) -> None:
+    # A run config without `loggers` gets Dagster's coloured console logger, whatever the job
+    # defines: every line of such a run reached the worker's log a second time (#22).
+    from dagster._core.system_config.objects import ResolvedRunConfig
+
+    from dicom_pipeline.defs.run_log import run_console_logger
+
+    job = defs.resolve_job_def(job_name)
+    assert job.loggers["console"] is run_console_logger
+    assert set(ResolvedRunConfig.build(job, run_config).loggers) == {"console"}, job_name
