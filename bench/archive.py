@@ -9,7 +9,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
-import httpx
+import requests
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.seed.runner import orthanc_client
 from dicom_pipeline_dev.seed.send import dataset_bytes
 from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
@@ -30,12 +31,12 @@ def seed_small_studies(settings: Settings, count: int, dates: tuple[dt.date, ...
             response.raise_for_status()
 
 
-def _post_instance(client: httpx.Client, body: bytes) -> httpx.Response:
+def _post_instance(client: ServiceSession, body: bytes) -> requests.Response:
     # Orthanc sometimes closes a kept-alive connection under load; one retry is enough.
     for attempt in range(3):
         try:
-            return client.post("/instances", content=body)
-        except httpx.TransportError:
+            return client.post("/instances", data=body)
+        except requests.ConnectionError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")

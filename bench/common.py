@@ -68,7 +68,7 @@ def seed_ct_study(
         for ds in build_instances(spec, seed):
             body = dataset_bytes(ds)
             total += len(body)
-            client.post("/instances", content=body).raise_for_status()
+            client.post("/instances", data=body).raise_for_status()
         seeded = describe_study(client, spec)
     return SeededBigStudy(seeded.orthanc_id, spec.study_uid, instances, total)
 

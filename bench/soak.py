@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.seed.runner import lookup_study_id, orthanc_client
 from dicom_pipeline_dev.seed.send import send_cstore, upload_rest
 from dicom_pipeline_dev.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
@@ -379,9 +380,8 @@ class Soak:
 
 
 def _orthanc_sop_uids(client: object, study_uid: str) -> set[str]:
-    import httpx
 
-    assert isinstance(client, httpx.Client)
+    assert isinstance(client, ServiceSession)
     found = client.post("/tools/find", json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}}).json()
     sops: set[str] = set()
     for orthanc_id in found:

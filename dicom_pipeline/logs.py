@@ -163,8 +163,9 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "auto", *, process: 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(fmt, sys.stderr))
     root.addHandler(handler)
-    # Libraries that set no level of their own (httpx logs every request at INFO) speak
-    # from WARNING up; Dagster, Celery and uvicorn set their loggers' levels themselves.
+    # Libraries that set no level of their own (urllib3 logs every connection, alembic each
+    # migration check) speak from WARNING up; Dagster, Celery and uvicorn set their loggers'
+    # levels themselves.
     root.setLevel(logging.WARNING)
     # Python warnings (a library's DeprecationWarning...) as log lines of the same format.
     logging.captureWarnings(True)

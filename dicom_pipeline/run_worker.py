@@ -130,7 +130,7 @@ def _one_format_for_celery(logger: logging.Logger, *args: object, **kwargs: obje
     for handler in logger.handlers:
         handler.setFormatter(formatter_for(_settings.log_format, sys.stderr))
     # Celery sets the root logger to its --loglevel: libraries without a level of their own
-    # (httpx, alembic) would log every request and migration check at INFO again.
+    # (urllib3, alembic) would log every connection and migration check again.
     # Celery's own loggers keep its level ("ready.", a lost worker).
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("celery").setLevel(_settings.log_level.upper())

@@ -51,12 +51,12 @@ pids+=($!)
 # The webhook once Dagster answers: Orthanc's calls for the demo studies would otherwise
 # find no Dagster to launch on and wait, with a warning, for the next attempt.
 "$BIN/python" - "$DAGSTER_PORT" <<'PY'
-import sys, time, urllib.request
+import sys, time, requests
 for _ in range(240):
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/server_info", timeout=1)
+        requests.get(f"http://127.0.0.1:{sys.argv[1]}/server_info", timeout=1)
         break
-    except OSError:
+    except requests.RequestException:
         time.sleep(0.5)
 PY
 setsid "$BIN/uvicorn" --factory webhook.main:app --host 127.0.0.1 --port "$WEBHOOK_PORT" --no-access-log \

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import requests
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,7 +50,7 @@ query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on Partiti
 
 
 def graphql(url: str, query: str, variables: dict[str, object]) -> dict[str, object]:
-    response = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60)
     response.raise_for_status()
     data: dict[str, object] = response.json()["data"]
     return data

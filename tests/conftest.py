@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
+from dicom_pipeline_dev.seed.runner import orthanc_client
 from dicom_pipeline_dev.stack.control import Stack
 from dicom_pipeline_dev.stack.kafka import KafkaService
 
@@ -27,12 +28,8 @@ def stack_settings() -> Iterator[Settings]:
 
 
 @pytest.fixture()
-def orthanc(stack_settings: Settings) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=stack_settings.orthanc_url,
-        auth=(stack_settings.orthanc_username, stack_settings.orthanc_password.get_secret_value()),
-        timeout=30,
-    ) as client:
+def orthanc(stack_settings: Settings) -> Iterator[ServiceSession]:
+    with orthanc_client(stack_settings, timeout=30) as client:
         yield client
 
 

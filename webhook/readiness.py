@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-import httpx
+import requests
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import text
 
@@ -48,7 +48,7 @@ def _kafka(runtime: Runtime) -> None:
 
 
 def _dagster(runtime: Runtime) -> None:
-    response = httpx.get(f"{runtime.settings.dagster_url.rstrip('/')}/server_info", timeout=TIMEOUT)
+    response = requests.get(f"{runtime.settings.dagster_url.rstrip('/')}/server_info", timeout=TIMEOUT)
     response.raise_for_status()
 
 
@@ -57,7 +57,7 @@ def _schema_registry(runtime: Runtime) -> None:
     url = f"{str(runtime.settings.schema_registry_url).rstrip('/')}/subjects"
     auth = runtime.settings.schema_registry_basic_auth
     user, _, password = auth.get_secret_value().partition(":") if auth else ("", "", "")
-    response = httpx.get(url, timeout=TIMEOUT, auth=(user, password) if auth else None)
+    response = requests.get(url, timeout=TIMEOUT, auth=(user, password) if auth else None)
     response.raise_for_status()
 
 

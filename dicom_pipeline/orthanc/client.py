@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
 import urllib3
-from urllib3.exceptions import HTTPError as TransportError
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool
 
 from dicom_pipeline.domain.identifiers import read_uid, validate_orthanc_id
 from dicom_pipeline.errors import OrthancError, OrthancNotFound, OrthancUnavailable, PipelineError
@@ -35,27 +37,58 @@ class DownloadedFile:
     size_bytes: int
 
 
+# A transport failure: requests' own, or urllib3's (its transport) from a file read.
+TransportError = (requests.RequestException, urllib3.exceptions.HTTPError)
+
+
+class _PoolSharingAdapter(HTTPAdapter):
+    """requests' adapter, also handing out the connection pool it uses for a request (the
+    documented use of `get_connection_with_tls_context`: in a subclass)."""
+
+    def pool_for(self, request: requests.PreparedRequest, verify: bool | str | None) -> HTTPConnectionPool:
+        pool = self.get_connection_with_tls_context(request, verify)
+        if not isinstance(pool, HTTPConnectionPool):  # HTTPS pools are HTTPConnectionPools too
+            raise TypeError(f"requests gave a {type(pool).__name__}, not an HTTP connection pool")
+        return pool
+
+
 class OrthancClient:
-    """urllib3, not httpx: a file is read with `readinto` into one reused buffer, in C, where
-    httpx parses it in 64 KiB pieces in Python; that was 2.5x the CPU per instance, and
-    ingestion is CPU-bound (bench/RESULTS.md, 2026-11-29). Thread-safe: the download
-    threads share one connection pool, connections kept alive."""
+    """One requests Session per client (keep-alive, one pool shared by the download threads).
+
+    A file is read on the connection pool `Session.get` would use (same connections, same
+    TLS verification), its body with `readinto` into one reused buffer, in C. Not through
+    `Session.get` itself: preparing, sending and wrapping each request in requests' objects
+    cost 0.5 ms more CPU per file (x1.35 of the whole file read; bench/http_client.py,
+    bench/RESULTS.md 2026-12-07), and ingestion is CPU-bound. JSON requests, a few per study,
+    take the Session's ordinary path."""
 
     def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
         self._base_url = base_url.rstrip("/")
-        self._http = urllib3.PoolManager(
-            num_pools=2,
-            maxsize=32,
-            headers={
-                **urllib3.make_headers(basic_auth=f"{username}:{password}"),
+        self._timeout = (5.0, timeout)
+        self._http = requests.Session()
+        self._http.headers.update(
+            {
+                # Basic auth as a header of the Session (not `auth=`): one value for both paths.
+                "Authorization": urllib3.make_headers(basic_auth=f"{username}:{password}")["authorization"],
                 # Orthanc gzips responses when asked; DICOM pixel data barely compresses, so
                 # identity encoding is several times faster for files (see local-services.md).
                 "Accept-Encoding": "identity",
-            },
-            timeout=urllib3.Timeout(connect=5.0, read=timeout),
-            # Retrying is the retry policy's decision (it knows which step and how often).
-            retries=False,
+            }
         )
+        # No proxy or .netrc from the environment: Orthanc is addressed directly.
+        self._http.trust_env = False
+        # Retrying is the retry policy's decision (it knows which step and how often).
+        self._adapter = _PoolSharingAdapter(pool_connections=2, pool_maxsize=32, max_retries=0)
+        self._http.mount("http://", self._adapter)
+        self._http.mount("https://", self._adapter)
+        # What a file read needs of the Session, computed once: its pool's key (a prepared
+        # request to Orthanc), its headers, the path Orthanc is served under, its timeouts.
+        self._pool_key = self._http.prepare_request(requests.Request("GET", self._base_url))
+        self._file_headers = {
+            name: value if isinstance(value, str) else value.decode() for name, value in self._http.headers.items()
+        }
+        self._path_prefix = (urllib3.util.parse_url(self._base_url).path or "").rstrip("/")
+        self._file_timeout = urllib3.Timeout(connect=5.0, read=timeout)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OrthancClient:
@@ -67,7 +100,7 @@ class OrthancClient:
         )
 
     def close(self) -> None:
-        self._http.clear()
+        self._http.close()
 
     def __enter__(self) -> OrthancClient:
         return self
@@ -77,10 +110,10 @@ class OrthancClient:
 
     def _request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, self._base_url + path, **kwargs)
+            response = self._http.request(method, self._base_url + path, timeout=self._timeout, **kwargs)
         except TransportError as exc:
             raise OrthancUnavailable(f"Orthanc unreachable for {method} {path}: {type(exc).__name__}") from exc
-        _raise_for_status(response.status, f"{method} {path}")
+        _raise_for_status(response.status_code, f"{method} {path}")
         try:
             return response.json()
         except ValueError as exc:
@@ -144,7 +177,18 @@ class OrthancClient:
         try:
             # A body shorter than its Content-Length raises (urllib3 enforces it): a
             # truncated file is never hashed and stored as if whole.
-            response = self._http.request("GET", self._base_url + path, preload_content=False, decode_content=False)
+            # Looked up per file: the pool manager may have replaced a pool since.
+            pool = self._adapter.pool_for(self._pool_key, self._http.verify)
+            response = pool.urlopen(
+                "GET",
+                self._path_prefix + path,
+                headers=self._file_headers,
+                timeout=self._file_timeout,
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+            )
             try:
                 _raise_for_status(response.status, f"GET {path}")
                 with open(destination, "wb") as out:

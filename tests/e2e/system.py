@@ -16,8 +16,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import redis
+import requests
 from dicom_pipeline_dev.stack.layout import DB_USER, StackLayout
 from dicom_pipeline_dev.stack.postgres import PostgresService
 from psycopg2 import sql
@@ -167,7 +167,7 @@ class System:
 
     def study_runs(self, orthanc_id: str) -> list[dict[str, object]]:
         """Every Dagster run of one study (by its Orthanc id tag), as the webserver reports it."""
-        response = httpx.post(
+        response = requests.post(
             f"{self.dagster_url}/graphql",
             json={"query": STUDY_RUNS_QUERY, "variables": {"value": orthanc_id}},
             timeout=30,
@@ -210,8 +210,8 @@ def free_port() -> int:
 def http_status(url: str) -> int | None:
     """The status a GET gets, or None when nothing answers."""
     try:
-        return httpx.get(url, timeout=2).status_code
-    except httpx.HTTPError:
+        return requests.get(url, timeout=2).status_code
+    except requests.RequestException:
         return None
 
 
@@ -219,9 +219,9 @@ def _wait_http(url: str, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except requests.RequestException:
             pass
         time.sleep(0.5)
     raise AssertionError(f"{what} did not answer {url} within {timeout}s")
@@ -269,7 +269,7 @@ def wait_for(predicate: object, timeout: float, what: str, interval: float = 0.5
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def as_json(response: httpx.Response) -> dict[str, object]:
+def as_json(response: requests.Response) -> dict[str, object]:
     return dict(json.loads(response.text))
 
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import requests
 import yaml
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package
 
@@ -80,7 +80,7 @@ def prometheus(stack_settings: Settings, system: System, tmp_path_factory: pytes
 
 
 def _query(url: str, expr: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
+    response = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
     response.raise_for_status()
     result: list[dict[str, Any]] = response.json()["data"]["result"]
     return result
@@ -118,7 +118,7 @@ def test_every_series_the_alert_rules_read_is_scraped_from_the_stack(prometheus:
 
 def test_every_alert_rule_evaluates_without_error(prometheus: str) -> None:
     def evaluated() -> list[dict[str, Any]] | None:
-        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        groups = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
         return rules if rules and all(rule.get("lastEvaluation", "").startswith("20") for rule in rules) else None
 

@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, SystemPool, wait_for
@@ -49,7 +49,7 @@ def _ingested_by_lua(system: System, orthanc_id: str, study_uid: str) -> None:
 
 
 def test_deleting_a_study_in_orthanc_publishes_exactly_one_deletion_event(
-    stack_settings: Settings, system: System, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, system: System, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=2, instances=3)
     _ingested_by_lua(system, seeded.orthanc_id, spec.study_uid)
@@ -85,7 +85,7 @@ def test_deleting_a_study_in_orthanc_publishes_exactly_one_deletion_event(
 
 
 def test_deleting_one_instance_in_orthanc_makes_version_n_plus_1_listing_it_removed(
-    stack_settings: Settings, system: System, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, system: System, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=3)
     _ingested_by_lua(system, seeded.orthanc_id, spec.study_uid)
@@ -107,7 +107,7 @@ def test_deleting_one_instance_in_orthanc_makes_version_n_plus_1_listing_it_remo
 
 
 def test_a_study_deleted_while_its_ingestion_runs_ends_as_orthanc_has_it(
-    stack_settings: Settings, system: System, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, system: System, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     # Big enough that the Lua-triggered run is still reading when the study goes.
     seeded, spec = seed_one(stack_settings, series=2, instances=60, size=256)

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import requests
 from dagster_graphql import DagsterGraphQLClient
+from dicom_pipeline_dev.seed.runner import orthanc_client
 from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
 from dicom_pipeline.defs import tags
@@ -70,7 +71,7 @@ def system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _graphql(system: System, query_text: str, **variables: Any) -> dict[str, Any]:
-    response = httpx.post(
+    response = requests.post(
         f"{system.dagster_url}/graphql", json={"query": query_text, "variables": variables}, timeout=30
     )
     response.raise_for_status()
@@ -209,11 +210,7 @@ def test_two_orthanc_studies_sharing_one_study_instance_uid_never_run_at_the_sam
 
 
 def query_orthanc_studies(settings: Settings, study_uid: str) -> list[str]:
-    with httpx.Client(
-        base_url=settings.orthanc_url,
-        auth=(settings.orthanc_username, settings.orthanc_password.get_secret_value()),
-        timeout=30,
-    ) as client:
+    with orthanc_client(settings, timeout=30) as client:
         found = client.post("/tools/find", json={"Level": "Study", "Query": {"StudyInstanceUID": study_uid}})
         found.raise_for_status()
         return list(found.json())

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+import requests
 from dicom_pipeline_dev.stack.jaeger import JaegerService
 from dicom_pipeline_dev.stack.layout import StackLayout
 
@@ -50,7 +50,7 @@ def traced_system(
 
 
 def _trace(jaeger: JaegerService, trace_id: str) -> dict[str, Any] | None:
-    response = httpx.get(f"{jaeger.query_url}/api/traces/{trace_id}", timeout=10)
+    response = requests.get(f"{jaeger.query_url}/api/traces/{trace_id}", timeout=10)
     if response.status_code != 200:
         return None
     data = response.json().get("data") or []
@@ -65,7 +65,7 @@ def test_a_webhook_callers_trace_holds_the_request_the_run_its_ops_and_the_produ
     seeded, spec = seed_one(stack_settings, series=1, instances=2)
     # At once, before Orthanc's own call (after StableAge) asks for the same study: this
     # request launches the run, the later one shares it.
-    response = httpx.post(
+    response = requests.post(
         f"{traced_system.webhook_url}/api/v1/ingestion/studies",
         json={"ID": seeded.orthanc_id},
         headers={

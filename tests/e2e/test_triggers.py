@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+import requests
 
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import System, SystemPool, wait_for
@@ -36,10 +36,10 @@ def _auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.webhook_token.get_secret_value()}"}
 
 
-def _notify(system: System, orthanc_id: str, correlation_id: str | None = None) -> httpx.Response:
+def _notify(system: System, orthanc_id: str, correlation_id: str | None = None) -> requests.Response:
     """What Orthanc's Lua call (or any caller) posts to the webhook."""
     headers = _auth(system.settings) | ({"X-Correlation-ID": correlation_id} if correlation_id else {})
-    return httpx.post(
+    return requests.post(
         f"{system.webhook_url}/api/v1/ingestion/studies", json={"ID": orthanc_id}, headers=headers, timeout=10
     )
 
@@ -49,7 +49,7 @@ def _final_request_state(system: System, request_id: str) -> dict[str, object]:
     url = f"{system.webhook_url}/api/v1/ingestion/studies/{request_id}"
 
     def finished() -> dict[str, object] | None:
-        body: dict[str, object] = httpx.get(url, headers=_auth(system.settings)).json()
+        body: dict[str, object] = requests.get(url, headers=_auth(system.settings), timeout=10).json()
         return body if body["status"] in ("succeeded", "failed") else None
 
     final = wait_for(finished, RUN_TIMEOUT, f"request {request_id} to finish")
@@ -84,8 +84,8 @@ def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_u
     response = _notify(webhook_system, seeded.orthanc_id, "e2e-dagster-down")
     assert response.status_code == 202
     request_id = response.json()["request_id"]
-    state = httpx.get(
-        f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings)
+    state = requests.get(
+        f"{webhook_system.webhook_url}/api/v1/ingestion/studies/{request_id}", headers=_auth(stack_settings), timeout=10
     ).json()
     assert state["status"] == "accepted" and state["run_id"] is None
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+import requests
 from dicom_pipeline_dev.stack.prerequisites import ensure_debian_package
 
 from dicom_pipeline.settings import Settings
@@ -94,29 +94,31 @@ http {{
 
 
 def test_the_dagster_ui_asks_for_credentials_and_opens_with_them(proxy: Proxy) -> None:
-    refused = httpx.get(proxy.ui, timeout=10)
+    refused = requests.get(proxy.ui, timeout=10)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith("Basic")
-    assert httpx.get(proxy.ui, auth=(USER, "wrong"), timeout=10).status_code == 401
+    assert requests.get(proxy.ui, auth=(USER, "wrong"), timeout=10).status_code == 401
 
-    page = httpx.get(proxy.ui, auth=(USER, PASSWORD), timeout=10)
+    page = requests.get(proxy.ui, auth=(USER, PASSWORD), timeout=10)
     assert page.status_code == 200 and "Dagster" in page.text
     # What the UI does next: GraphQL, through the proxy, with the same credentials.
-    answer = httpx.post(f"{proxy.ui}/graphql", json={"query": "{ version }"}, auth=(USER, PASSWORD), timeout=30).json()
+    answer = requests.post(
+        f"{proxy.ui}/graphql", json={"query": "{ version }"}, auth=(USER, PASSWORD), timeout=30
+    ).json()
     assert answer["data"]["version"]
-    assert httpx.post(f"{proxy.ui}/graphql", json={"query": "{ version }"}, timeout=10).status_code == 401
+    assert requests.post(f"{proxy.ui}/graphql", json={"query": "{ version }"}, timeout=10).status_code == 401
 
 
 def test_the_webhooks_docs_ask_for_credentials_and_its_api_keeps_its_token(
     stack_settings: Settings, proxy: Proxy
 ) -> None:
     for path in ("/docs", "/openapi.json", "/redoc"):
-        assert httpx.get(proxy.webhook + path, timeout=10).status_code == 401, path
-        assert httpx.get(proxy.webhook + path, auth=(USER, PASSWORD), timeout=10).status_code == 200, path
+        assert requests.get(proxy.webhook + path, timeout=10).status_code == 401, path
+        assert requests.get(proxy.webhook + path, auth=(USER, PASSWORD), timeout=10).status_code == 200, path
     # The API passes through: its callers hold the bearer token, not the team's password.
-    assert httpx.get(proxy.webhook + "/health", timeout=10).status_code == 200
+    assert requests.get(proxy.webhook + "/health", timeout=10).status_code == 200
     token = {"Authorization": f"Bearer {stack_settings.webhook_token.get_secret_value()}"}
     url = f"{proxy.webhook}/api/v1/ingestion/studies/{uuid.uuid4()}"
-    without = httpx.get(url, timeout=10)
+    without = requests.get(url, timeout=10)
     assert without.status_code == 401 and not without.headers.get("www-authenticate", "").startswith("Basic")
-    assert httpx.get(url, headers=token, timeout=10).status_code == 404  # the app's answer: no such request
+    assert requests.get(url, headers=token, timeout=10).status_code == 404  # the app's answer: no such request

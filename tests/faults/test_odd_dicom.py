@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.seed.runner import orthanc_client
 from pydicom import dcmread
 from pydicom.data import get_testdata_files
@@ -19,8 +19,8 @@ from tests.helpers import query
 pytestmark = pytest.mark.integration
 
 
-def _accepted_by_orthanc(client: httpx.Client, path: Path) -> str | None:
-    response = client.post("/instances", content=path.read_bytes())
+def _accepted_by_orthanc(client: ServiceSession, path: Path) -> str | None:
+    response = client.post("/instances", data=path.read_bytes())
     if response.status_code != 200:
         return None
     body = response.json()

@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Any
 
-import httpx
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.stack.control import Stack
 from dicom_pipeline_dev.stack.orthanc import OrthancService
 
@@ -30,7 +30,7 @@ def _port_closed(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _changes_of(orthanc: httpx.Client, orthanc_id: str, *, family: bool = False) -> set[Any]:
+def _changes_of(orthanc: ServiceSession, orthanc_id: str, *, family: bool = False) -> set[Any]:
     """The kinds of the study's own changes; with `family`, (seq, kind) of its own, its
     series' and its instances' changes."""
     body = orthanc.get("/changes", params={"since": 0, "limit": 100_000}).json()
@@ -52,7 +52,7 @@ def _kill_and_restart_orthanc(settings: Settings) -> None:
 
 
 def test_a_study_orthanc_never_announced_stable_after_a_restart_is_found_by_the_periodic_pass(
-    stack_settings: Settings, orthanc: httpx.Client
+    stack_settings: Settings, orthanc: ServiceSession
 ) -> None:
     runtime = get_runtime()
     plan_reconciliation(runtime)  # the periodic pass's cursor: now (a full scan if it had none)
@@ -73,7 +73,7 @@ def test_a_study_orthanc_never_announced_stable_after_a_restart_is_found_by_the_
 
 
 def test_instances_added_to_an_ingested_study_just_before_a_restart_are_found_by_the_periodic_pass(
-    stack_settings: Settings, orthanc: httpx.Client
+    stack_settings: Settings, orthanc: ServiceSession
 ) -> None:
     # Found by the 30-minute soak of 2026-12-03: two studies that had grown by one instance
     # a moment before Orthanc was killed kept their old version; only a full scan would

@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 
 import dagster as dg
-import httpx
+from dicom_pipeline_dev.http import ServiceSession
 
 from dicom_pipeline.db.dead_letters import DeadLetterInput
 from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER
@@ -46,7 +46,7 @@ def _open_letters(orthanc_id: str) -> list[tuple[str]]:
 
 
 def test_a_recorded_deletion_resolves_the_letters_of_earlier_failed_attempts(
-    stack_settings: Settings, orthanc: httpx.Client
+    stack_settings: Settings, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=1)
     assert ingest(seeded.orthanc_id)["status"] == "created"
@@ -59,7 +59,7 @@ def test_a_recorded_deletion_resolves_the_letters_of_earlier_failed_attempts(
 
 
 def test_a_letter_written_after_the_fact_for_an_attempt_before_a_recorded_deletion_is_recorded_resolved(
-    stack_settings: Settings, orthanc: httpx.Client
+    stack_settings: Settings, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=1)
     assert ingest(seeded.orthanc_id)["status"] == "created"

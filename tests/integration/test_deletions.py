@@ -7,8 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 from dicom_pipeline_dev.stack.kafka import KafkaService
 
@@ -80,7 +80,7 @@ def _v1_hash(study_uid: str) -> str:
 
 
 def test_a_study_deleted_in_orthanc_is_marked_deleted_with_one_event_and_sent_again_is_new_content(
-    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     seed = unique_seed()
     seeded, spec = seed_one(stack_settings, series=2, instances=2, seed=seed)
@@ -133,7 +133,7 @@ def test_a_study_deleted_in_orthanc_is_marked_deleted_with_one_event_and_sent_ag
 
 
 def test_raw_files_of_a_deleted_study_are_removed_when_the_setting_says_delete(
-    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=3)
     wait_for_stable(stack_settings, seeded.orthanc_id)
@@ -157,7 +157,7 @@ def test_a_deletion_while_kafka_is_down_is_recorded_and_its_event_sent_once_kafk
     stack_settings: Settings,
     runtime_env: pytest.MonkeyPatch,
     events: KafkaTap,
-    orthanc: httpx.Client,
+    orthanc: ServiceSession,
     kafka_stopped: KafkaService,
 ) -> None:
     runtime_env.setenv("DICOM_PIPELINE_KAFKA_DELIVERY_TIMEOUT_SECONDS", "2")
@@ -185,7 +185,7 @@ def test_a_deletion_while_kafka_is_down_is_recorded_and_its_event_sent_once_kafk
 
 
 def test_a_view_read_before_the_deletion_cannot_bring_the_study_back(
-    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=2)
     wait_for_stable(stack_settings, seeded.orthanc_id)
@@ -210,7 +210,7 @@ def test_a_view_read_before_the_deletion_cannot_bring_the_study_back(
 
 
 def test_full_reconciliation_finds_a_deleted_study_and_a_deleted_instance_whose_callbacks_were_lost(
-    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     gone, gone_spec = seed_one(stack_settings, series=1, instances=2)
     shrunk, shrunk_spec = seed_one(stack_settings, series=2, instances=2)
@@ -244,7 +244,7 @@ def test_full_reconciliation_finds_a_deleted_study_and_a_deleted_instance_whose_
 
 
 def test_the_periodic_pass_finds_a_deleted_study_and_a_deleted_instance_whose_notices_were_lost(
-    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     # Found by the 30-minute soak of 2026-12-03: a study deleted while the webhook was down
     # stayed current in the database; only the nightly full scan would have found it.
@@ -282,7 +282,7 @@ def test_the_periodic_pass_finds_a_deleted_study_and_a_deleted_instance_whose_no
 
 
 def test_a_refused_study_counts_as_orthanc_holds_it_so_a_lost_deletion_beside_it_is_certain(
-    stack_settings: Settings, orthanc: httpx.Client
+    stack_settings: Settings, orthanc: ServiceSession
 ) -> None:
     # Found by the short soak in CI on 2026-12-04: a bad study (refused, a dead letter open)
     # stays in Orthanc and out of the database, so Orthanc's totals were never short of the

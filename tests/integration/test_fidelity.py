@@ -11,9 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pydicom
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
@@ -24,8 +24,8 @@ from tests.helpers import KafkaTap, ingest, query, unique_seed
 pytestmark = pytest.mark.integration
 
 
-def _upload(orthanc: httpx.Client, data: bytes) -> dict[str, str]:
-    response = orthanc.post("/instances", content=data)
+def _upload(orthanc: ServiceSession, data: bytes) -> dict[str, str]:
+    response = orthanc.post("/instances", data=data)
     response.raise_for_status()
     return dict(response.json())
 
@@ -82,7 +82,7 @@ def _stored(orthanc_instance_id: str) -> tuple[dict[str, Any], list[str], str | 
     ],
 )
 def test_pydicom_test_file_served_by_orthanc_is_ingested_and_its_stored_json_equals_to_json_dict(
-    orthanc: httpx.Client, name: str, expected_issue: str | None
+    orthanc: ServiceSession, name: str, expected_issue: str | None
 ) -> None:
     uploaded = _upload(orthanc, _own_copy(Path(get_testdata_file(name))))  # type: ignore[arg-type]
     summary = ingest(uploaded["ParentStudy"])
@@ -99,7 +99,7 @@ def test_pydicom_test_file_served_by_orthanc_is_ingested_and_its_stored_json_equ
 
 
 def test_non_conforming_uid_and_missing_sop_class_are_stored_verbatim_flagged_and_published(
-    stack_settings: Settings, orthanc: httpx.Client, events: KafkaTap
+    stack_settings: Settings, orthanc: ServiceSession, events: KafkaTap
 ) -> None:
     ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
     # Letters (Orthanc keeps them; it would drop spaces from its own copy of the tags).

@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 
 from dicom_pipeline.db.engine import transaction
 from dicom_pipeline.db.ingestion_requests import create_request, gather_deletion_notice, get_request
@@ -135,7 +135,7 @@ def test_deletion_notices_wait_to_settle_then_get_a_run_although_the_state_was_i
 
 
 def test_a_deletion_notice_for_a_study_already_recorded_deleted_needs_no_run(
-    stable_study: str, orthanc: httpx.Client
+    stable_study: str, orthanc: ServiceSession
 ) -> None:
     assert ingest(stable_study)["status"] in ("created", "unchanged")
     orthanc.delete(f"/studies/{stable_study}").raise_for_status()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.seed.runner import seed_studies
 from dicom_pipeline_dev.seed.synth import SeedPlan
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("via", ["rest", "cstore"])
 def test_seed_creates_requested_studies_series_and_instances(
-    stack_settings: Settings, orthanc: httpx.Client, via: str
+    stack_settings: Settings, orthanc: ServiceSession, via: str
 ) -> None:
     plan = SeedPlan(
         studies=3,
@@ -47,7 +47,7 @@ def test_seed_creates_requested_studies_series_and_instances(
     ],
 )
 def test_seeded_non_ascii_names_read_back_correctly_from_orthanc(
-    stack_settings: Settings, orthanc: httpx.Client, charset: str, expected_names: set[str]
+    stack_settings: Settings, orthanc: ServiceSession, charset: str, expected_names: set[str]
 ) -> None:
     plan = SeedPlan(
         studies=2, modalities=("CR",), rows=16, columns=16, charsets=(charset,), seed=300 + int(charset.split()[-1])

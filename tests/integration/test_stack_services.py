@@ -8,10 +8,11 @@ import sys
 import uuid
 from typing import Any
 
-import httpx
 import psycopg2
 import pytest
+import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.stack.layout import DAGSTER_DB, METADATA_DB
 
 from dicom_pipeline.kafka.client_config import kafka_client_config
@@ -59,13 +60,13 @@ def test_second_up_reports_already_running(stack_settings: Settings) -> None:
     assert out.count("already running") == 5
 
 
-def test_orthanc_accepts_an_upload_and_lists_it(orthanc: httpx.Client) -> None:
+def test_orthanc_accepts_an_upload_and_lists_it(orthanc: ServiceSession) -> None:
     from dicom_pipeline_dev.seed.send import dataset_bytes
     from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studies
 
     spec = plan_studies(SeedPlan(studies=1, modalities=("DX",), rows=16, columns=16, seed=4242))[0]
     ds = next(build_instances(spec))
-    response = orthanc.post("/instances", content=dataset_bytes(ds))
+    response = orthanc.post("/instances", data=dataset_bytes(ds))
     assert response.status_code == 200
     study_id = response.json()["ParentStudy"]
     assert study_id in orthanc.get("/studies").json()
@@ -73,7 +74,7 @@ def test_orthanc_accepts_an_upload_and_lists_it(orthanc: httpx.Client) -> None:
 
 
 def test_orthanc_refuses_requests_without_credentials(stack_settings: Settings) -> None:
-    assert httpx.get(f"{stack_settings.orthanc_url}/system", timeout=5).status_code == 401
+    assert requests.get(f"{stack_settings.orthanc_url}/system", timeout=5).status_code == 401
 
 
 @pytest.mark.parametrize("database", [METADATA_DB, DAGSTER_DB])

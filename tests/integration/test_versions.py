@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
+from dicom_pipeline_dev.http import ServiceSession
 
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.ingestion.extract import extract_study
@@ -56,7 +56,7 @@ def test_a_view_older_than_the_committed_one_is_superseded_and_records_nothing(
 
 
 def test_an_instance_deleted_in_orthanc_makes_version_n_plus_1_listing_it_removed(
-    stack_settings: Settings, events: KafkaTap, orthanc: httpx.Client
+    stack_settings: Settings, events: KafkaTap, orthanc: ServiceSession
 ) -> None:
     seeded, spec = seed_one(stack_settings, series=1, instances=3)
     wait_for_stable(stack_settings, seeded.orthanc_id)

@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
 from pydicom.dataset import Dataset
 
 from dicom_pipeline.settings import Settings
+from dicom_pipeline_dev.http import ServiceSession
 from dicom_pipeline_dev.seed.send import send_cstore, upload_rest
 from dicom_pipeline_dev.seed.synth import SeedPlan, StudySpec, build_instances, plan_studies
 
@@ -24,8 +24,8 @@ class SeededStudy:
     instances: int
 
 
-def orthanc_client(settings: Settings, timeout: float = 60.0) -> httpx.Client:
-    return httpx.Client(
+def orthanc_client(settings: Settings, timeout: float = 60.0) -> ServiceSession:
+    return ServiceSession(
         base_url=settings.orthanc_url,
         auth=(settings.orthanc_username, settings.orthanc_password.get_secret_value()),
         timeout=timeout,
@@ -59,14 +59,14 @@ def _counting(instances: Iterator[Dataset], on_instance: Callable[[], None] | No
             on_instance()
 
 
-def lookup_study_id(client: httpx.Client, study_uid: str) -> str:
+def lookup_study_id(client: ServiceSession, study_uid: str) -> str:
     """Orthanc's id of the study with this Study Instance UID."""
-    response = client.post("/tools/lookup", content=study_uid)
+    response = client.post("/tools/lookup", data=study_uid)
     response.raise_for_status()
     return str(next(item["ID"] for item in response.json() if item["Type"] == "Study"))
 
 
-def describe_study(client: httpx.Client, spec: StudySpec) -> SeededStudy:
+def describe_study(client: ServiceSession, spec: StudySpec) -> SeededStudy:
     """Look the seeded study up in Orthanc by its Study Instance UID."""
     return SeededStudy(
         study_instance_uid=spec.study_uid,

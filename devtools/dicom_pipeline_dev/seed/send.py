@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 
-import httpx
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -16,6 +15,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from dicom_pipeline.errors import OrthancError
+from dicom_pipeline_dev.http import ServiceSession
 
 
 def dataset_bytes(ds: Dataset) -> bytes:
@@ -24,11 +24,11 @@ def dataset_bytes(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def upload_rest(client: httpx.Client, instances: Iterable[Dataset]) -> list[str]:
+def upload_rest(client: ServiceSession, instances: Iterable[Dataset]) -> list[str]:
     """POST each instance to /instances; returns Orthanc's instance ids."""
     ids = []
     for ds in instances:
-        response = client.post("/instances", content=dataset_bytes(ds), headers={"Content-Type": "application/dicom"})
+        response = client.post("/instances", data=dataset_bytes(ds), headers={"Content-Type": "application/dicom"})
         if response.status_code != 200:
             raise OrthancError(f"Orthanc refused instance {ds.SOPInstanceUID}: HTTP {response.status_code}")
         ids.append(response.json()["ID"])

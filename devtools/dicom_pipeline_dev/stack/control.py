@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
+import requests
 
 from dicom_pipeline.settings import Settings
 from dicom_pipeline_dev.stack.jaeger import JaegerService
@@ -111,6 +111,6 @@ class Stack:
 
 def _http_ok(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
         return False

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
+import requests
 
 from dicom_pipeline_dev.stack.errors import StackError
 from dicom_pipeline_dev.stack.layout import StackLayout
@@ -137,8 +137,8 @@ class JaegerService:
 
     def answers(self) -> bool:
         try:
-            return httpx.get(f"{self.query_url}/api/services", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            return requests.get(f"{self.query_url}/api/services", timeout=2).status_code == 200
+        except requests.RequestException:
             return False
 
     def stop(self) -> bool:

@@ -6,7 +6,7 @@ import json
 import os
 from importlib import resources
 
-import httpx
+import requests
 
 from dicom_pipeline_dev.stack.errors import StackError
 from dicom_pipeline_dev.stack.layout import StackLayout
@@ -75,12 +75,12 @@ class OrthancService:
 
     def answers(self) -> bool:
         try:
-            response = httpx.get(
+            response = requests.get(
                 f"{self.layout.orthanc_url()}/system",
                 auth=(self.settings.orthanc_username, self.layout.secrets().orthanc_password),
                 timeout=2,
             )
-        except httpx.HTTPError:
+        except requests.RequestException:
             return False
         return response.status_code == 200
 

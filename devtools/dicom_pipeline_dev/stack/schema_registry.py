@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 import tempfile
 
-import httpx
+import requests
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from dicom_pipeline.kafka.contract import ContractError, register
@@ -116,8 +116,8 @@ class SchemaRegistryService:
 
     def answers(self) -> bool:
         try:
-            return httpx.get(self.url() + "/apis/ccompat/v7/subjects", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            return requests.get(self.url() + "/apis/ccompat/v7/subjects", timeout=2).status_code == 200
+        except requests.RequestException:
             return False
 
     def stop(self) -> bool:
