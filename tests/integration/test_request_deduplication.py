@@ -70,9 +70,13 @@ def test_three_announcements_of_one_state_launch_one_run_and_read_alike(stable_s
     ids = [_new_request(stable_study, f"dedupe-{n}") for n in range(3)]
     launcher = RecordingLauncher()
 
-    assert launcher.launch_pending() == 1
-    assert len(launcher.recorder.submitted) == 1
-    tags = launcher.recorder.submitted[0]["tags"]
+    launcher.launch_pending()
+    # Only this study's runs: the launcher takes every pending request, another test's too.
+    # (Once, 2026-12-07, launch_pending() returned 2 here; which request the second was is
+    # unknown. This assertion still fails on a second run of this study, and says what ran.)
+    submitted = [s for s in launcher.recorder.submitted if s["tags"]["dicom/orthanc_id"] == stable_study]
+    assert len(submitted) == 1, launcher.recorder.submitted
+    tags = submitted[0]["tags"]
     assert tags["dicom/request_id"] == ids[0] and tags["dicom/correlation_id"] == "dedupe-0"
     states = [_state(i) for i in ids]
     assert set(states) == {("launched", states[0][1])}, "duplicates read as the first request"
