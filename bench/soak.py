@@ -486,12 +486,17 @@ def run_soak(
     seed: int,
     converge_timeout: float = 600.0,
     kinds: tuple[str, ...] = FAULT_KINDS,
+    deletion_check_seconds: float | None = None,
 ) -> SoakResult:
+    """`deletion_check_seconds`: RECONCILE_DELETION_CHECK_SECONDS of the soaked system (the
+    setting's own default, 600 s, when None)."""
     reconcile_what_orthanc_holds()
     clear_change_log(settings)
     with tempfile.TemporaryDirectory() as tmp, running_system(settings, Path(tmp), sensor=True) as system:
         # As in production: the periodic reconciliation is the net under lost announcements.
         system.env["DICOM_PIPELINE_RECONCILE_SCHEDULE"] = "true"
+        if deletion_check_seconds is not None:
+            system.env["DICOM_PIPELINE_RECONCILE_DELETION_CHECK_SECONDS"] = str(deletion_check_seconds)
         system.start_dagster(workers=0)
         for name, concurrency in WORKERS.items():
             system.start_worker(name, concurrency=concurrency)
