@@ -19,7 +19,7 @@ from dicom_pipeline.defs.maintenance import build_purge_schedule, outbox_relay_s
 from dicom_pipeline.defs.reaper import build_dead_run_reaper
 from dicom_pipeline.defs.reconcile import build_nightly_full_reconcile, build_reconcile_sensor, reconcile
 from dicom_pipeline.defs.resources import resources_from_settings
-from dicom_pipeline.defs.run_log import run_console_logger
+from dicom_pipeline.defs.run_log import RUN_LOGGER_KEY, run_console_logger
 from dicom_pipeline.logs import configure_logging
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.tracing import configure_tracing
@@ -61,7 +61,7 @@ def build_definitions(settings: Settings, *, resources_from_env: bool = True) ->
         ],
         resources=resources_from_settings(settings, from_env=resources_from_env),
         # Every job's console logger: the process's one format, each line once (defs/run_log.py).
-        loggers={"console": run_console_logger},
+        loggers={RUN_LOGGER_KEY: run_console_logger},
     )
 
 

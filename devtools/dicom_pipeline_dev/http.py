@@ -8,9 +8,6 @@ from typing import Any
 
 import requests
 
-# requests' transport and protocol errors, as a caller of these sessions catches them.
-HTTPError = requests.RequestException
-
 
 class ServiceSession(requests.Session):
     """A Session bound to one service: `get("/system")` means `<base_url>/system`, and every
