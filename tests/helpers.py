@@ -7,7 +7,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -110,6 +110,12 @@ def all_requests_finished(orthanc_id: str) -> bool:
     return bool(states) and all(state in ("succeeded", "failed") for state in states)
 
 
+def outbox_published(study_uid: str) -> bool:
+    """No event of the study waits in the outbox: each one it has is on its topic."""
+    rows = query("SELECT count(*) FROM outbox WHERE study_instance_uid = :uid AND published_at IS NULL", uid=study_uid)
+    return rows == [(0,)]
+
+
 def execute(sql: str, **params: Any) -> int:
     """A committed change (for tests that must clean up after themselves); rows affected."""
     with get_runtime().engine.begin() as conn:
@@ -146,27 +152,59 @@ class KafkaTap:
             _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             self.start.append(TopicPartition(topic, partition, high))
         self.consumer.assign(self.start)
+        # Per partition, the offset of the next message this tap reads.
+        self._next = {tp.partition: tp.offset for tp in self.start}
 
     def read(self, expected: int, timeout: float = 20.0, key: str | None = None) -> list[KafkaMessage]:
         """Messages until `expected` (for `key`) arrived, or the timeout passed."""
         found: list[KafkaMessage] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and len(found) < expected:
-            message = self.consumer.poll(0.5)
-            if message is None or message.error() is not None:
-                continue
-            raw_headers = cast(list[tuple[str, bytes]], message.headers() or [])
-            raw_value = bytes(message.value() or b"{}")
-            decoded = KafkaMessage(
-                key=bytes(message.key() or b"").decode(),
-                value=json.loads(raw_value),
-                headers={name: bytes(value or b"").decode("utf-8", "replace") for name, value in raw_headers},
-                raw_value=raw_value,
-                raw_headers=tuple((name, bytes(value or b"")) for name, value in raw_headers),
-            )
-            if key is None or decoded.key == key:
+            decoded = self._poll()
+            if decoded is not None and (key is None or decoded.key == key):
                 found.append(decoded)
         return found
+
+    def read_all(
+        self, *, key: str | None = None, settled: Callable[[], object] = lambda: True, timeout: float = 120.0
+    ) -> list[KafkaMessage]:
+        """Every message (for `key`) not read yet that the system will ever send: once
+        `settled()` holds (nothing is left that could send one: no event waiting in the
+        outbox, no run in progress), those are the ones up to the topic's end. Where
+        `read(expected=n + 1, timeout=t)` shows that no n+1th message came within t, this
+        knows, without waiting t. `timeout` is a hang guard."""
+        deadline = time.monotonic() + timeout
+        while not settled():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: the system did not settle within {timeout}s")
+            time.sleep(0.5)
+        ends = {
+            partition: self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)[1]
+            for partition in self._next
+        }
+        found: list[KafkaMessage] = []
+        while any(self._next[partition] < end for partition, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.topic}: did not reach the topic's end {ends} within {timeout}s")
+            decoded = self._poll()
+            if decoded is not None and (key is None or decoded.key == key):
+                found.append(decoded)
+        return found
+
+    def _poll(self) -> KafkaMessage | None:
+        message = self.consumer.poll(0.5)
+        if message is None or message.error() is not None:
+            return None
+        self._next[int(message.partition() or 0)] = int(message.offset() or 0) + 1
+        raw_headers = cast(list[tuple[str, bytes]], message.headers() or [])
+        raw_value = bytes(message.value() or b"{}")
+        return KafkaMessage(
+            key=bytes(message.key() or b"").decode(),
+            value=json.loads(raw_value),
+            headers={name: bytes(value or b"").decode("utf-8", "replace") for name, value in raw_headers},
+            raw_value=raw_value,
+            raw_headers=tuple((name, bytes(value or b"")) for name, value in raw_headers),
+        )
 
     def close(self) -> None:
         self.consumer.close()

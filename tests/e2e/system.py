@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,11 +25,12 @@ from psycopg2 import sql
 
 from dicom_pipeline.dagster_storage import migrate_dagster_schema
 from dicom_pipeline.settings import Settings
-from tests.helpers import clear_change_log
+from tests.helpers import clear_change_log, outbox_published, query
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 E2E_DB = "dagster_e2e"
+FINISHED_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 
 def fresh_dagster_database(settings: Settings) -> str:
@@ -176,6 +178,20 @@ class System:
         results: list[dict[str, object]] = response.json()["data"]["runsOrError"]["results"]
         return results
 
+    def settled(self, orthanc_id: str, study_uid: str) -> bool:
+        """Nothing is left that could send an event of the study: no webhook request of it
+        unfinished, no run of it queued or in progress, each of its events on its topic
+        (KafkaTap.read_all)."""
+        unfinished = query(
+            "SELECT count(*) FROM ingestion_request WHERE orthanc_id = :id AND status NOT IN ('succeeded', 'failed')",
+            id=orthanc_id,
+        )
+        return (
+            unfinished == [(0,)]
+            and all(str(run["status"]) in FINISHED_RUN_STATUSES for run in self.study_runs(orthanc_id))
+            and outbox_published(study_uid)
+        )
+
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.home.glob("*.log"))
 
@@ -228,10 +244,19 @@ def _wait_http(url: str, timeout: float, what: str) -> None:
 
 
 @contextmanager
-def running_system(settings: Settings, tmp: Path, *, sensor: bool) -> Iterator[System]:
+def running_system(
+    settings: Settings, tmp: Path, *, sensor: bool, start_timeout_seconds: int | None = None
+) -> Iterator[System]:
+    """`start_timeout_seconds`: the instance's run_monitoring.start_timeout_seconds, for a
+    test that waits it out (dagster_home/dagster.yaml's when None)."""
     home = tmp / "dagster_home"
     home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    instance = (REPO / "dagster_home" / "dagster.yaml").read_text()
+    if start_timeout_seconds is not None:
+        setting = "start_timeout_seconds: "
+        assert setting in instance, f"dagster_home/dagster.yaml has no {setting}"
+        instance = re.sub(rf"{setting}\d+", f"{setting}{start_timeout_seconds}", instance)
+    (home / "dagster.yaml").write_text(instance)
     env = dict(os.environ)
     env.update(settings_env(settings))
     env.update(

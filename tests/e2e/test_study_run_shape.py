@@ -168,7 +168,7 @@ def test_a_run_whose_db_write_failed_re_executed_from_failure_ingests_once_witho
         uid=spec.study_uid,
     )
     assert versions == [(1,)]
-    assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
+    assert len(events.read_all(key=spec.study_uid, settled=lambda: system.settled(orthanc_id, spec.study_uid))) == 1
     # The dead letter of the failed attempt is resolved by the re-execution.
     assert query(
         "SELECT resolved_at IS NOT NULL FROM dead_letter WHERE study_instance_uid = :uid", uid=spec.study_uid

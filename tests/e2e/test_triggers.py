@@ -95,7 +95,14 @@ def test_webhook_request_accepted_while_dagster_is_down_is_launched_once_it_is_u
     assert final["status"] == "succeeded" and final["run_id"] and final["study_instance_uid"] == spec.study_uid
     # Orthanc's own Lua call also reached the webhook: still one version.
     assert [v[0] for v in _versions(spec.study_uid)] == [1]
-    assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
+    assert (
+        len(
+            events.read_all(
+                key=spec.study_uid, settled=lambda: webhook_system.settled(seeded.orthanc_id, spec.study_uid)
+            )
+        )
+        == 1
+    )
 
 
 def test_webhook_path_alone_ingests_a_seeded_study(
@@ -149,7 +156,10 @@ def test_sensor_webhook_storm_and_both_paths_give_one_version_and_one_event(
     # Let every launched run (10 webhook, 1 Lua, 1 sensor) finish before counting.
     wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT * 2, "all webhook requests to finish")
     assert [v[0] for v in _versions(spec.study_uid)] == [1]
-    assert len(events.read(expected=2, timeout=15, key=spec.study_uid)) == 1
+    assert (
+        len(events.read_all(key=spec.study_uid, settled=lambda: full_system.settled(seeded.orthanc_id, spec.study_uid)))
+        == 1
+    )
 
     # Announcements of one Orthanc state share a run; a request made while the study was
     # still settling may get a second (unchanged) run once it is stable.
@@ -192,7 +202,9 @@ def test_caller_correlation_id_travels_to_run_rows_event_and_logs_while_lua_and_
     wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every request to finish")
     time.sleep(12)  # two sensor ticks past the StableStudy change
 
-    messages = events.read(expected=2, timeout=15, key=spec.study_uid)
+    messages = events.read_all(
+        key=spec.study_uid, settled=lambda: full_system.settled(seeded.orthanc_id, spec.study_uid)
+    )
     assert len(messages) == 1, "one event for the study"
     assert messages[0].headers["correlation_id"] == correlation_id
     assert messages[0].value["correlation_id"] == correlation_id

@@ -98,7 +98,9 @@ def test_kafka_killed_while_the_daemon_ingests_20_studies(
             uids=list(uids),
         )
     }
-    deliveries = [m for m in events.read(expected=STUDIES * 2, timeout=30) if m.key in uids]
+    orthanc_of = {spec.study_uid: s.orthanc_id for s, spec in seeded}
+    everything = events.read_all(settled=lambda: all(broker_system.settled(orthanc_of[uid], uid) for uid in uids))
+    deliveries = [m for m in everything if m.key in uids]
     seen = Counter(str(m.value["event_id"]) for m in deliveries)
     assert set(seen) == expected_ids, "an event id is missing on the topic"
     duplicates = sum(n - 1 for n in seen.values())

@@ -11,7 +11,7 @@ from dicom_pipeline.kafka.outbox import publish_pending_events
 from dicom_pipeline.runtime import get_runtime, reset_runtime
 from dicom_pipeline.settings import Settings
 from dicom_pipeline.storage.local import LocalRawStore
-from tests.helpers import KafkaTap, ingest, orthanc_study_id, query, seed_one, unique_seed, upload
+from tests.helpers import KafkaTap, ingest, orthanc_study_id, outbox_published, query, seed_one, unique_seed, upload
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_kafka_down_ingests_the_study_keeps_its_event_in_the_outbox_and_relay_pu
     assert relayed.published >= 1
     again = publish_pending_events(get_runtime().engine, get_runtime().producer)
     assert again.published == 0
-    messages = events.read(expected=2, timeout=10, key=spec.study_uid)
+    messages = events.read_all(key=spec.study_uid, settled=lambda: outbox_published(spec.study_uid))
     assert [m.value["study"]["version"] for m in messages] == [1]
     assert query(
         "SELECT count(*) FROM outbox WHERE study_instance_uid = :uid AND published_at IS NULL", uid=spec.study_uid
