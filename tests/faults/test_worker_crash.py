@@ -110,8 +110,13 @@ def _kill_during_extract(settings: Settings, system: System, *, whole_host: bool
     assert pool_process in doomed
 
     downloaded = len(staged())
+    # All stopped first, then all killed: killed one by one, a survivor could see another die
+    # (the pool process its instance readers) and fail the step itself, an op failure that is
+    # (rightly) not retried, before its own kill; seen once in a run of the fault tests.
     for pid in doomed:
-        _kill(pid)
+        _signal(pid, signal.SIGSTOP)
+    for pid in doomed:
+        _signal(pid, signal.SIGKILL)
     wait_for(lambda: not any(is_alive(pid) for pid in doomed), 30, "every killed process to be gone")
     assert 0 < downloaded < INSTANCES, f"the kill was not during extract ({downloaded} files staged)"
     print(f"killed {len(doomed)} process(es) with {downloaded}/{INSTANCES} files staged")
@@ -147,7 +152,7 @@ def _check_recovered(
         uid=study_uid,
     ) == [(INSTANCES,)]
     assert len(_stored_files(settings, study_uid)) == INSTANCES
-    assert len(events.read(expected=2, timeout=15, key=study_uid)) == 1
+    assert len(events.read_all(key=study_uid, settled=lambda: system.settled(orthanc_id, study_uid))) == 1
     assert wait_for(
         lambda: query("SELECT status FROM ingestion_request WHERE orthanc_id = :id", id=orthanc_id) == [("succeeded",)],
         TIMEOUT,
@@ -163,7 +168,11 @@ def _retry_of(system: System, orthanc_id: str, run_id: str) -> dict[str, object]
                 return run
         return None
 
-    retry = wait_for(finished_retry, TIMEOUT, f"the retry of run {run_id} to finish")
+    try:
+        retry = wait_for(finished_retry, TIMEOUT, f"the retry of run {run_id} to finish")
+    except AssertionError as timed_out:
+        # Why Dagster did not retry it (dagster/will_retry, dagster/failure_reason) survives CI.
+        raise AssertionError(f"{timed_out}; the failed run's tags: {_tags(system, orthanc_id, run_id)}") from None
     assert isinstance(retry, dict)
     return retry
 
@@ -196,6 +205,6 @@ def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def _kill(pid: int) -> None:
+def _signal(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
