@@ -20,8 +20,15 @@ from functools import lru_cache
 from typing import Any
 
 from celery import Celery
+from celery.apps.worker import install_worker_int_handler, install_worker_term_handler
 from celery.exceptions import SecurityWarning
-from celery.signals import after_setup_logger, worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 from dagster import DagsterInstance
 from dagster._cli.api import _execute_run_command_body
 from dagster._grpc.types import ExecuteRunArgs
@@ -155,6 +162,22 @@ def _sweep_dead_runs_staging(**_kwargs: object) -> None:
     """In the worker's main process (it outlives its pool processes): the scratch folders
     of runs killed on this host, which nothing else can reach (dicom_pipeline.staging_sweep)."""
     start_sweeping(_settings)
+
+
+@worker_ready.connect
+def _shutdown_in_the_log(sender: Any = None, **_kwargs: object) -> None:
+    """Celery's SIGTERM and SIGINT handlers write "worker: Warm shutdown (MainProcess)" straight
+    to stdout, in no log format (the last line `make dev` showed raw). The same handlers,
+    without that print, replace them; _log_shutdown says it as a log line. Installed once
+    Celery has installed its own (worker_ready comes after its platform tweaks)."""
+    worker = sender.controller
+    install_worker_term_handler(worker, verbose=False)
+    install_worker_int_handler(worker, verbose=False)
+
+
+@worker_shutting_down.connect
+def _log_shutdown(sig: str = "", how: str = "", **_kwargs: object) -> None:
+    logging.getLogger(__name__).info("%s shutdown on %s", how.lower(), sig)
 
 
 # Celery warns on every start as root: a worker that accepted pickle would run whatever a

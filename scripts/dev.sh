@@ -34,6 +34,9 @@ trap cleanup EXIT INT TERM
 # logs`, one console format for all; otherwise (CI, a file, a collector) as JSON.
 export DICOM_PIPELINE_LOG_FORMAT=json
 show() {
+  # Ctrl-C reaches these too (they are this script's); they end when their process does, so
+  # its last lines (its shutdown) are still shown.
+  trap '' INT
   if [ -t 1 ]; then "$BIN/dicom-pipeline" logs --process "$1" --level "${DEV_LOG_LEVEL:-info}"; else cat; fi
 }
 

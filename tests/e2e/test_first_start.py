@@ -23,7 +23,7 @@ from dicom_pipeline_dev.stack.layout import StackLayout
 from dicom_pipeline.ingestion.reconcile import CURSOR_NAME, DELETION_CHECK_NAME
 from dicom_pipeline.settings import Settings
 from tests.e2e.system import REPO, fresh_dagster_database, purge_run_queue, settings_env, wait_for
-from tests.helpers import KafkaTap, clear_change_log, execute, query, unique_seed
+from tests.helpers import KafkaTap, clear_change_log, execute, outbox_published, query, unique_seed
 
 pytestmark = pytest.mark.e2e
 
@@ -135,13 +135,23 @@ def test_a_first_make_dev_shows_one_format_no_warning_and_one_run_per_demo_study
     assert demo_runs == Counter({("ingest_study", uid): 1 for uid in uids}), runs
     assert all(status == "SUCCESS" for _n, uid, status in runs if uid in uids), runs
     assert not [r for r in query_dagster(dagster_db, "SELECT pipeline_name FROM runs") if r[0] == "reconcile"]
-    # Everything on the topic since the start (a second event would have come by now).
-    published = Counter((m.key, m.value["event_type"]) for m in events.read(expected=10_000, timeout=15))
+    # Everything on the topic since the start: every run has ended, so once the outbox has
+    # sent what they wrote, nothing more comes.
+    everything = events.read_all(settled=lambda: all(outbox_published(uid) for uid in uids))
+    published = Counter((m.key, m.value["event_type"]) for m in everything)
     assert {uid: published[(uid, "study.created")] for uid in uids} == dict.fromkeys(uids, 1), published
     assert not [key for key, kind in published if key in uids and kind != "study.created"], published
 
-    os.killpg(process.pid, signal.SIGTERM)
+    # Ctrl-C, as in a terminal: the script and what shows its processes' lines get SIGINT.
+    os.killpg(process.pid, signal.SIGINT)
     process.wait(60)
+
+    def worker_stopped() -> bool:
+        # What shows the worker's lines may still be writing its last ones as the script exits.
+        text = output.read_text(errors="replace")
+        return "shutdown on SIG" in text or "worker: Warm shutdown" in text  # (the second: Celery's own)
+
+    wait_for(worker_stopped, 30, "the worker's shutdown line")
     lines = output.read_text(errors="replace").splitlines()
     entries, strays = [], []
     for line in lines:
@@ -161,6 +171,8 @@ def test_a_first_make_dev_shows_one_format_no_warning_and_one_run_per_demo_study
     # stdout ("celery.redirected: <date> - dagster - INFO - ingest_study - <run> - ...").
     redirected = [e for e in entries if e["logger"] == "celery.redirected"]
     assert not redirected, "a process's stdout in the log:\n" + "\n".join(json.dumps(e) for e in redirected[:5])
+    # The worker's last line is a log line too (Celery printed "worker: Warm shutdown" raw).
+    assert any(e["logger"] == "dicom_pipeline.run_worker" and "shutdown" in e["message"] for e in entries), lines[-20:]
     project = [e for e in entries if str(e["logger"]).startswith("dicom_pipeline")]
     assert any(e["message"] == "extracted study" for e in project), "the runs' own lines are missing"
     echoed = [
