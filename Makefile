@@ -7,10 +7,12 @@ PYTHON ?= python3
 
 $(BIN)/.installed: pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	# uv resolves and installs the same versions pip would, in seconds where pip takes
+	# minutes (CI builds this venv afresh on every run).
+	$(BIN)/pip install -q 'uv>=0.9,<1'
 	# The runtime package with its test tools, and the development package (the local
 	# stack and `seed`), which a production install does not get.
-	$(BIN)/pip install -q -e '.[dev]' -e ./devtools
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]' -e ./devtools
 	touch $@
 
 venv: $(BIN)/.installed
