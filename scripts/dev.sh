@@ -24,6 +24,9 @@ DAGSTER_PORT="${DICOM_PIPELINE_DAGSTER_PORT:-13000}"
 WEBHOOK_PORT="${DICOM_PIPELINE_WEBHOOK_PORT:-18000}"
 pids=()
 cleanup() {
+  # Once: Ctrl-C runs this, then the script's exit would run it again, and a second SIGTERM
+  # can cut a process's own shutdown short (a Dagster process then ends "Aborted!").
+  trap - EXIT INT TERM
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait || true
 }

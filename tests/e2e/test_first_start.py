@@ -154,13 +154,14 @@ def test_a_first_make_dev_shows_one_format_no_warning_and_one_run_per_demo_study
     wait_for(worker_stopped, 30, "the worker's shutdown line")
     lines = output.read_text(errors="replace").splitlines()
     entries, strays = [], []
-    for line in lines:
+    for number, line in enumerate(lines):
         try:
             entries.append(json.loads(line))
         except ValueError:
             if not SCRIPT_LINES.match(line):
-                strays.append(line)
-    assert not strays, "lines in no log format:\n" + "\n".join(strays[:20])
+                # With the lines before it: they say which process wrote it.
+                strays.append("\n".join([*lines[max(0, number - 3) : number], f">> {line}"]))
+    assert not strays, "lines in no log format:\n" + "\n---\n".join(strays[:10])
     assert entries and all({"level", "logger"} <= e.keys() for e in entries)
     loud = [e for e in entries if str(e["level"]).lower() in ("warning", "error", "critical", "exception")]
     assert not loud, "warnings on a clean start:\n" + "\n".join(json.dumps(e) for e in loud[:20])
