@@ -15,7 +15,7 @@ import pytest
 from dicom_pipeline_dev.http import ServiceSession
 
 from dicom_pipeline.settings import Settings
-from tests.e2e.system import System, SystemPool, wait_for
+from tests.e2e.system import FINISHED_RUN_STATUSES, System, SystemPool, wait_for
 from tests.helpers import KafkaTap, all_requests_finished, query, seed_one
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +123,7 @@ def test_a_study_deleted_while_its_ingestion_runs_ends_as_orthanc_has_it(
     orthanc.delete(f"/studies/{seeded.orthanc_id}").raise_for_status()
     wait_for(lambda: all_requests_finished(seeded.orthanc_id), RUN_TIMEOUT, "every request to finish")
     wait_for(
-        lambda: all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in system.study_runs(seeded.orthanc_id)),
+        lambda: all(r["status"] in FINISHED_RUN_STATUSES for r in system.study_runs(seeded.orthanc_id)),
         RUN_TIMEOUT,
         "every run of the study to end",
     )

@@ -19,7 +19,7 @@ from dicom_pipeline_dev.seed.synth import SeedPlan, build_instances, plan_studie
 from dicom_pipeline.defs import tags
 from dicom_pipeline.domain.identifiers import new_correlation_id
 from dicom_pipeline.settings import Settings
-from tests.e2e.system import System, SystemPool, wait_for
+from tests.e2e.system import FINISHED_RUN_STATUSES, System, SystemPool, wait_for
 from tests.helpers import KafkaTap, execute, made_up_orthanc_id, query, seed_one, unique_seed, upload
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +95,7 @@ def _launch(system: System, orthanc_id: str, study_uid: str | None = None) -> st
 def _finished_run(system: System, run_id: str) -> dict[str, Any]:
     def finished() -> dict[str, Any] | None:
         run: dict[str, Any] = _graphql(system, RUN_QUERY, runId=run_id)["runOrError"]
-        return run if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") else None
+        return run if run["status"] in FINISHED_RUN_STATUSES else None
 
     run = wait_for(finished, RUN_TIMEOUT, f"run {run_id} to finish")
     assert isinstance(run, dict)
