@@ -46,8 +46,8 @@ from dicom_pipeline_dev.stack.process import descendants, is_alive
 
 from bench.common import record
 from dicom_pipeline.db.ingestion_requests import DELETION_TRIGGER
-from dicom_pipeline.ingestion.batch import ingest_studies
-from dicom_pipeline.ingestion.reconcile import find_stale_studies
+from dicom_pipeline.ingestion.batch import BatchReport, ingest_studies
+from dicom_pipeline.ingestion.reconcile import StaleStudy, find_stale_studies
 from dicom_pipeline.kafka.client_config import kafka_client_config
 from dicom_pipeline.runtime import get_runtime
 from dicom_pipeline.settings import Settings, get_settings
@@ -472,24 +472,28 @@ def reconcile_what_orthanc_holds() -> None:
     notice a fault lost would count as one arrivals may hide, looked for only every
     RECONCILE_DELETION_CHECK_SECONDS (ingestion/deletion_check.py): what a site is in only
     until its nightly full reconciliation."""
-    runtime = get_runtime()
-    stale = find_stale_studies(runtime)
+    stale, report = full_reconciliation()
     if stale:
-        report = ingest_studies(runtime, [s.orthanc_id for s in stale], trigger="reconcile", run_id=None)
         print(f"[soak] reconciled what Orthanc held before: {len(stale)} stud(ies), {report.as_dict()}", flush=True)
 
 
+def full_reconciliation() -> tuple[list[StaleStudy], BatchReport]:
+    """What a `reconcile` run with `full: true` does (the nightly_full_reconcile schedule's),
+    in this process: a full scan, then each stale study ingested."""
+    runtime = get_runtime()
+    stale = find_stale_studies(runtime)
+    return stale, ingest_studies(runtime, [s.orthanc_id for s in stale], trigger="reconcile", run_id=None)
+
+
 def nightly_full_reconciliation(after: float) -> str:
-    """What the nightly_full_reconcile schedule runs (a full scan, then each stale study
-    ingested), once, for a soak that cannot wait for the night. The per-pass and periodic
+    """What the nightly_full_reconcile schedule runs (full_reconciliation), once, for a soak
+    that cannot wait for the night. The per-pass and periodic
     deletion looks compare totals; a lost deletion whose difference another study's offsets
     (Orthanc holding an instance the database neither records nor counts as refused) leaves
     the totals equal, and only this scan finds it (docs/reliability.md, open limitations).
     Says what it found: the soak's figures show whether the end state needed it."""
-    runtime = get_runtime()
     try:
-        stale = find_stale_studies(runtime)
-        report = ingest_studies(runtime, [s.orthanc_id for s in stale], trigger="reconcile", run_id=None)
+        stale, report = full_reconciliation()
     except Exception as exc:  # noqa: BLE001 - a service still coming back: the next check tells
         return f"failed at {after:.0f} s after the last fault: {type(exc).__name__}"
     found = ", ".join(f"{s.orthanc_id} ({s.reason})" for s in stale) or "nothing"
@@ -573,10 +577,10 @@ def run_soak(
         tap.close()
         verdict = Verdict()
         converged_after: float | None = None
-        nightly: str = "not run"
+        nightly: str | None = None  # what the nightly full reconciliation found, once it ran
         deadline = time.monotonic() + converge_timeout
         while time.monotonic() < deadline:
-            if nightly_after is not None and nightly == "not run" and time.time() - last_fault >= nightly_after:
+            if nightly_after is not None and nightly is None and time.time() - last_fault >= nightly_after:
                 nightly = nightly_full_reconciliation(time.time() - last_fault)
             try:
                 events = _read_since(settings, start)
@@ -617,7 +621,7 @@ def run_soak(
             "converged after the last fault",
             f"{converged_after:.0f} s" if converged_after is not None else f"not within {converge_timeout:.0f} s",
         ),
-        ("nightly full reconciliation", nightly),
+        ("nightly full reconciliation", nightly or "not run"),
     ]
     for name, items in dataclasses.asdict(verdict).items():
         for item in items[:5]:
